@@ -1,0 +1,1 @@
+"""Async Job Platform: the HTTP producer (FastAPI) and everything it shares with the worker."""

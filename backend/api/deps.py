@@ -1,0 +1,118 @@
+"""FastAPI dependencies as `Annotated` aliases: routes read like sentences."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request, Security, status
+from fastapi.security import APIKeyHeader
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.api.state import AppState
+from backend.core.config import Settings
+from backend.db.models import Job
+from backend.domain.errors import IdempotencyKeyMissing
+from backend.services.auth import Principal
+from backend.services.idempotency import IdempotencyRequest, fingerprint, parse_idempotency_key
+from backend.services.jobs import JobService
+from backend.services.storage import Storage
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="Your API key (`make run` prints a development key)."
+)
+
+
+def get_state(request: Request) -> AppState:
+    """The application's shared resources."""
+    state: AppState = request.app.state.platform
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_settings(state: StateDep) -> Settings:
+    """The settings this app was built with."""
+    return state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    """One session per request, closed (and rolled back if uncommitted) afterwards."""
+    async with state.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def current_key(state: StateDep, raw: Annotated[str | None, Security(api_key_header)]) -> Principal:
+    """The authenticated API key, or 401."""
+    principal = await state.authenticator.authenticate(raw) if raw else None
+    if principal is None:
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail="Missing or invalid API key",
+            headers={"WWW-Authenticate": 'APIKey header="X-API-Key"'},
+        )
+    return principal
+
+
+CurrentKey = Annotated[Principal, Depends(current_key)]
+
+
+def get_job_service(session: SessionDep, state: StateDep) -> JobService:
+    """Job rules bound to this request's session."""
+    return JobService(session, state.settings, state.dispatcher)
+
+
+JobServiceDep = Annotated[JobService, Depends(get_job_service)]
+
+
+async def valid_owned_job(job_id: uuid.UUID, key: CurrentKey, service: JobServiceDep) -> Job:
+    """Load the caller's job or answer 404 (another key's job is indistinguishable from none)."""
+    return await service.get(key.id, job_id)
+
+
+OwnedJobDep = Annotated[Job, Depends(valid_owned_job)]
+
+
+def get_storage(state: StateDep) -> Storage:
+    """Result-file storage."""
+    return state.storage
+
+
+StorageDep = Annotated[Storage, Depends(get_storage)]
+
+
+async def idempotency_request(
+    request: Request,
+    settings: SettingsDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Makes retries safe: the same key and body replay the first response "
+            "(1-255 printable ASCII, bare or as a quoted string).",
+        ),
+    ] = None,
+) -> IdempotencyRequest | None:
+    """The request's idempotency identity, if it carries a key."""
+    if idempotency_key is None:
+        if settings.idempotency_required:
+            raise IdempotencyKeyMissing()
+        return None
+    key = parse_idempotency_key(idempotency_key)
+    try:
+        body = json.loads(await request.body() or b"null")
+    except ValueError:
+        body = None  # FastAPI answers 422 for the body itself; nothing is stored then
+    return IdempotencyRequest(key, fingerprint(request.method, request.url.path, body))
+
+
+IdempotencyDep = Annotated[IdempotencyRequest | None, Depends(idempotency_request)]

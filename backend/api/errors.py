@@ -1,0 +1,64 @@
+"""Domain errors and validation failures as HTTP responses (the only place that maps them)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from backend.domain import errors
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[errors.PlatformError], int] = {
+    errors.JobNotFound: 404,
+    errors.ResultGone: 404,
+    errors.JobStateConflict: 409,
+    errors.ResultNotReady: 409,
+    errors.IdempotencyKeyInvalid: 400,
+    errors.IdempotencyKeyMissing: 400,
+    errors.IdempotencyKeyReused: 422,
+}
+
+
+async def platform_error(_: Request, exc: Exception) -> JSONResponse:
+    """Map a domain error to its status code with its message as the detail."""
+    code = next((c for t, c in STATUS_BY_ERROR.items() if isinstance(exc, t)), 400)
+    body: dict[str, Any] = {"detail": str(exc)}
+    if isinstance(exc, errors.IdempotencyKeyReused):
+        body["error"] = "idempotency_key_reused"
+    return JSONResponse(body, status_code=code)
+
+
+def _name_the_type_field(error: dict[str, Any]) -> dict[str, Any]:
+    """A bad job type is reported at the body's `type` field, not at the body as a whole."""
+    if error.get("type") == "unknown_job_type":
+        error = {**error, "loc": [*error.get("loc", ()), "type"]}
+    return error
+
+
+async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+    """422 with pydantic's errors, each naming its field."""
+    assert isinstance(exc, RequestValidationError)
+    details = [_name_the_type_field(dict(e)) for e in exc.errors()]
+    for d in details:
+        d.pop("input", None)  # never echo submitted data (it may hold secrets) back into logs or clients
+        d.pop("ctx", None) if d.get("type") == "unknown_job_type" else None
+    return JSONResponse({"detail": jsonable_encoder(details)}, status_code=422)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """Log the stack, answer a bare 500 (no internals leak to clients)."""
+    log.exception("unhandled error", extra={"path": request.url.path})
+    return JSONResponse({"detail": "Internal server error"}, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register every handler on the app."""
+    app.add_exception_handler(errors.PlatformError, platform_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected_error)

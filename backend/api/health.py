@@ -1,0 +1,48 @@
+"""Liveness and readiness probes (public)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from backend.api.deps import StateDep
+
+router = APIRouter(tags=["health"])
+
+CHECK_TIMEOUT_S = 2.0
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+async def _check_postgres(state: StateDep) -> str:
+    async with asyncio.timeout(CHECK_TIMEOUT_S), state.engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+    return "ok"
+
+
+async def _check_redis(state: StateDep) -> str:
+    async with asyncio.timeout(CHECK_TIMEOUT_S):
+        await state.redis.ping()
+    return "ok"
+
+
+@router.get("/ready", responses={503: {"description": "PostgreSQL or Redis unreachable"}})
+async def ready(state: StateDep) -> JSONResponse:
+    """PostgreSQL and Redis both answer."""
+    checks: dict[str, str] = {}
+    for name, check in (("postgres", _check_postgres), ("redis", _check_redis)):
+        try:
+            checks[name] = await check(state)
+        except Exception as exc:  # report which dependency is down, not the exception text
+            checks[name] = f"unavailable ({type(exc).__name__})"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+    )

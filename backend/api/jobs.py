@@ -1,0 +1,106 @@
+"""Job routes: thin; the rules live in `backend/services/jobs.py`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
+
+from backend.api.deps import CurrentKey, IdempotencyDep, JobServiceDep, OwnedJobDep
+from backend.domain.enums import JobStatus, JobType
+from backend.domain.jobs import JobCreate, JobList, JobPublic, JobResultView, JobStatusView
+from backend.repo.jobs import JobFilters
+from backend.services.jobs import to_public
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Job not found (or not yours)"}}
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "The job's status does not allow this"}}
+SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "Job created (or, with `Idempotent-Replayed: true`, the first response replayed)",
+        "headers": {
+            "Location": {"description": "URL of the job", "schema": {"type": "string"}},
+            "Idempotent-Replayed": {
+                "description": "`true` when a stored response is replayed for a repeated key",
+                "schema": {"type": "string"},
+            },
+        },
+    },
+    400: {"description": "Idempotency-Key malformed (or missing while required)"},
+    409: {"description": "Idempotency-Key in use by a request still in flight; retry after `Retry-After`"},
+    413: {"description": "Body larger than MAX_BODY_BYTES"},
+    422: {"description": "Validation error naming the field, or Idempotency-Key reused with another body"},
+}
+
+
+@router.post("", status_code=201, response_model=JobPublic, responses=SUBMIT_RESPONSES)
+async def submit_job(
+    body: Annotated[JobCreate, Body()], key: CurrentKey, service: JobServiceDep, idempotency: IdempotencyDep
+) -> Response:
+    """Submit a job: stored before this returns, run by a worker soon after (or at `scheduled_at`)."""
+    outcome = await service.submit(key.id, body, idempotency)
+    headers = {"Location": outcome.location} if outcome.location else {}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
+
+
+@router.get("", response_model=JobList)
+async def list_jobs(
+    key: CurrentKey,
+    service: JobServiceDep,
+    status: Annotated[list[JobStatus] | None, Query()] = None,
+    type: Annotated[list[JobType] | None, Query()] = None,
+    created_after: AwareDatetime | None = None,
+    created_before: AwareDatetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: str | None = None,
+) -> JobList:
+    """Your jobs, newest first, a page at a time (`next_cursor` → `cursor`)."""
+    filters = JobFilters(status, type, created_after, created_before)
+    try:
+        rows, next_cursor = await service.list(key.id, filters, limit, cursor)
+    except ValueError as exc:
+        detail = [{"loc": ["query", "cursor"], "msg": "Invalid cursor", "type": "value_error"}]
+        raise HTTPException(status_code=422, detail=detail) from exc
+    return JobList(items=[to_public(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", responses=NOT_FOUND)
+async def get_job(job: OwnedJobDep) -> JobPublic:
+    """Everything about one job."""
+    return to_public(job)
+
+
+@router.get("/{job_id}/status", responses=NOT_FOUND)
+async def get_job_status(job: OwnedJobDep) -> JobStatusView:
+    """Status and progress only (cheap to poll)."""
+    return JobStatusView(id=job.id, status=JobStatus(job.status), progress=job.progress)
+
+
+@router.get("/{job_id}/result", responses=NOT_FOUND)
+async def get_job_result(job: OwnedJobDep) -> JobResultView:
+    """The result and file metadata; `result` is null until the job completes."""
+    public = to_public(job)
+    done = public.status == JobStatus.COMPLETED
+    return JobResultView(
+        id=public.id,
+        status=public.status,
+        result=public.result if done else None,
+        result_file=public.result_file if done else None,
+    )
+
+
+@router.post("/{job_id}/cancel", status_code=202, responses={**NOT_FOUND, **CONFLICT})
+async def cancel_job(job: OwnedJobDep, key: CurrentKey, service: JobServiceDep) -> JobPublic:
+    """Cancel: a waiting job at once; a running one is aborted by its worker and ends `cancelled`."""
+    return to_public(await service.cancel(key.id, job.id))
+
+
+@router.post("/{job_id}/retry", status_code=202, responses={**NOT_FOUND, **CONFLICT})
+async def retry_job(job: OwnedJobDep, key: CurrentKey, service: JobServiceDep) -> JobPublic:
+    """Run a `failed` or `cancelled` job again with a fresh attempt budget."""
+    return to_public(await service.retry(key.id, job.id))

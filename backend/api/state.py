@@ -1,0 +1,26 @@
+"""Process-wide resources of the API, built once in the lifespan and kept on `app.state`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from backend.core.config import Settings
+from backend.services.auth import Authenticator
+from backend.services.dispatch import Dispatcher
+from backend.services.storage import Storage
+
+
+@dataclass
+class AppState:
+    """Everything a request may need besides its own session."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: ArqRedis
+    dispatcher: Dispatcher
+    authenticator: Authenticator
+    storage: Storage

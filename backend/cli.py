@@ -1,0 +1,121 @@
+"""`jobplatform` command line: api, worker, migrate, dev, purge, keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from backend.core.config import Settings, get_settings
+from backend.core.logging import configure_logging
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def alembic_config(database_url: str | None = None) -> object:
+    """Alembic's config pointing at this repository's migrations."""
+    from alembic.config import Config
+
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "alembic"))
+    if database_url:
+        cfg.attributes["database_url"] = database_url
+    return cfg
+
+
+def migrate(database_url: str | None = None) -> None:
+    """`alembic upgrade head`."""
+    from alembic import command
+
+    command.upgrade(alembic_config(database_url), "head")  # type: ignore[arg-type]
+
+
+def run_api(settings: Settings, workers: int) -> None:
+    """Serve the API with uvicorn."""
+    import uvicorn
+
+    uvicorn.run(
+        "backend.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+async def _purge(dry_run: bool) -> None:
+    from worker import cron
+    from worker.settings import standalone_runtime
+
+    async with standalone_runtime(get_settings()) as runtime:
+        report = await cron.purge(runtime, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    print(
+        f"purge {verb}: {report.jobs} jobs, {report.files} files, "
+        f"{report.idempotency_keys} idempotency keys, {report.orphan_files} orphan files"
+    )
+
+
+async def _keys(action: str, name: str | None) -> None:
+    from backend.db.session import make_engine, make_sessionmaker
+    from backend.repo.api_keys import ApiKeyRepository
+    from backend.services.auth import create_key
+
+    engine = make_engine(get_settings().require_database_url(), pool_size=1)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            repo = ApiKeyRepository(session)
+            if action == "create":
+                raw, _ = await create_key(session, name or "cli")
+                print(raw)
+            elif action == "list":
+                for k in await repo.all():
+                    state = "revoked" if k.revoked_at else "active"
+                    print(f"{k.prefix}…  {k.name:20}  {state:8}  created {k.created_at:%Y-%m-%d %H:%M}")
+            else:
+                print(f"revoked {await repo.revoke(name or '')} key(s)")
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `jobplatform` console script."""
+    parser = argparse.ArgumentParser(prog="jobplatform", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    api = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
+    api.add_argument("--workers", type=int, default=1)
+    sub.add_parser("worker", help="run an arq worker")
+    sub.add_parser("migrate", help="alembic upgrade head")
+    sub.add_parser("dev", help="embedded servers + migrations + API + worker (make run)")
+    purge = sub.add_parser("purge", help="delete old jobs, files and idempotency keys now")
+    purge.add_argument("--dry-run", action="store_true")
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys.add_argument("action", choices=["create", "list", "revoke"])
+    keys.add_argument("name", nargs="?", help="name (create) or key prefix (revoke)")
+    args = parser.parse_args(argv)
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    if args.command == "api":
+        run_api(settings, args.workers)
+    elif args.command == "worker":
+        from worker.settings import run_worker
+
+        run_worker(settings)
+    elif args.command == "migrate":
+        migrate()
+    elif args.command == "dev":
+        from backend.dev import run_dev
+
+        run_dev(settings)
+    elif args.command == "purge":
+        asyncio.run(_purge(args.dry_run))
+    elif args.command == "keys":
+        asyncio.run(_keys(args.action, args.name))
+
+
+if __name__ == "__main__":
+    main()

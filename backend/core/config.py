@@ -1,0 +1,93 @@
+"""Settings: one object, read from the environment or `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_KEYS = {"changeme", "change-me", "secret", "dev"}
+
+
+def to_asyncpg_url(url: str) -> str:
+    """Normalise any PostgreSQL DSN to the SQLAlchemy asyncpg dialect."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://", "postgresql+psycopg://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
+class Settings(BaseSettings):
+    """Everything configurable, for the API, the worker and the CLI alike."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_ignore_empty=True, extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path(".data")
+    results_dir: Path | None = None
+    bootstrap_api_key: str | None = None
+    port: int = 8000
+    host: str = "127.0.0.1"
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    job_retention_days: float = Field(default=7, ge=0)
+    idempotency_ttl_hours: float = Field(default=24, gt=0)
+    idempotency_required: bool = False
+    auth_cache_seconds: float = Field(default=10, ge=0)
+
+    worker_concurrency: int = Field(default=20, ge=1)
+    queue_name: str = "arq:queue"
+    poll_delay_seconds: float = Field(default=0.02, gt=0)
+    lease_seconds: float = Field(default=15, gt=0)
+    heartbeat_seconds: float = Field(default=1.0, gt=0)
+    reconcile_every_seconds: int = Field(default=3, ge=1, le=60)
+    reconcile_grace_seconds: float = Field(default=5, ge=0)
+    purge_every_minutes: int = Field(default=10, ge=1, le=60)
+    purge_batch_size: int = Field(default=1000, ge=1)
+    retry_base_seconds: float = Field(default=1.0, ge=0)
+    retry_cap_seconds: float = Field(default=300.0, ge=0)
+    default_max_attempts: int = Field(default=3, ge=1, le=20)
+    shutdown_grace_seconds: int = Field(default=10, ge=0)
+
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "console"
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_dsn(cls, value: str | None) -> str | None:
+        return to_asyncpg_url(value) if value else value
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_key(self) -> Settings:
+        key = self.bootstrap_api_key
+        if self.environment == "production" and key and key.lower() in PLACEHOLDER_KEYS:
+            raise ValueError("BOOTSTRAP_API_KEY is a placeholder; set a real secret in production")
+        return self
+
+    @property
+    def resolved_results_dir(self) -> Path:
+        """Where result files live (`RESULTS_DIR`, else `$DATA_DIR/results`)."""
+        return (self.results_dir or self.data_dir / "results").resolve()
+
+    def require_database_url(self) -> str:
+        """The database URL, or a clear error when nothing resolved it."""
+        if not self.database_url:
+            raise RuntimeError("DATABASE_URL is not set (use `jobplatform dev` to start embedded servers)")
+        return self.database_url
+
+    def require_redis_url(self) -> str:
+        """The Redis URL, or a clear error when nothing resolved it."""
+        if not self.redis_url:
+            raise RuntimeError("REDIS_URL is not set (use `jobplatform dev` to start embedded servers)")
+        return self.redis_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own `Settings` instead)."""
+    return Settings()

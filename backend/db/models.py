@@ -1,0 +1,134 @@
+"""ORM tables. Alembic migrations own the schema; these must match them exactly (a test checks)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from backend.db.base import Base
+
+STATUS_VALUES = "'pending','running','retrying','completed','failed','cancelled'"
+
+
+def _now() -> Any:
+    return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class ApiKey(Base):
+    """A client credential; only the sha256 of the secret is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    prefix: Mapped[str] = mapped_column(String(12), nullable=False)
+    created_at: Mapped[datetime] = _now()
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Job(Base):
+    """A unit of work: PostgreSQL is its source of truth, Redis only delivers it."""
+
+    __tablename__ = "jobs"
+    __mapper_args__ = {"eager_defaults": True}
+    __table_args__ = (
+        CheckConstraint(f"status IN ({STATUS_VALUES})", name="status_valid"),
+        CheckConstraint("progress >= 0 AND progress <= 1", name="progress_range"),
+        CheckConstraint("max_attempts BETWEEN 1 AND 20", name="max_attempts_range"),
+        Index("ix_jobs_owner_created", "owner_id", "created_at", "id"),
+        Index(
+            "ix_jobs_waiting_due",
+            "scheduled_at",
+            postgresql_where=text("status IN ('pending', 'retrying')"),
+        ),
+        Index("ix_jobs_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
+        Index(
+            "ix_jobs_terminal_finished",
+            "finished_at",
+            postgresql_where=text("status IN ('completed', 'failed', 'cancelled')"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=False
+    )
+    type: Mapped[str] = mapped_column(String(32), nullable=False)
+    name: Mapped[str | None] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="pending")
+    progress: Mapped[float] = mapped_column(Float, nullable=False, server_default="0")
+    attempts: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default="3")
+    result: Mapped[Any | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+    result_file: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    cancel_requested: Mapped[bool] = mapped_column(nullable=False, server_default="false")
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    claim_token: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+    scheduled_at: Mapped[datetime] = _now()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = _now()
+
+
+class JobRun(Base):
+    """One claim of a job by a worker: the audit trail that proves no two runs overlapped."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (Index("ix_job_runs_job_id", "job_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+    )
+    attempt: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    claim_token: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, unique=True)
+    worker_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    started_at: Mapped[datetime] = _now()
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+
+
+class IdempotencyKey(Base):
+    """A stored first response for (API key, Idempotency-Key); the unique constraint is the arbiter."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "key", name="uq_idempotency_keys_owner_key"),
+        Index("ix_idempotency_keys_created_at", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=False
+    )
+    key: Mapped[str] = mapped_column(String(255), nullable=False)
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    status_code: Mapped[int] = mapped_column(Integer, nullable=False)
+    response_body: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    location: Mapped[str | None] = mapped_column(String(300))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    created_at: Mapped[datetime] = _now()

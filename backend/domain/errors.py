@@ -1,0 +1,42 @@
+"""Domain errors: services raise these; only `backend/api` turns them into HTTP responses."""
+
+from __future__ import annotations
+
+
+class PlatformError(Exception):
+    """Something went wrong in the job platform."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class JobNotFound(PlatformError):
+    """Job not found"""
+
+
+class JobStateConflict(PlatformError):
+    """The job's current status does not allow this operation"""
+
+
+class ResultNotReady(PlatformError):
+    """The job has not produced a file yet"""
+
+
+class ResultGone(PlatformError):
+    """The job's file is no longer available"""
+
+
+class IdempotencyKeyInvalid(PlatformError):
+    """Idempotency-Key must be 1-255 printable ASCII characters"""
+
+
+class IdempotencyKeyMissing(PlatformError):
+    """Idempotency-Key header is required"""
+
+
+class IdempotencyKeyReused(PlatformError):
+    """Idempotency-Key was already used with a different request (method, path or body)"""
+
+
+class PermanentJobError(PlatformError):
+    """The job cannot succeed however often it is retried"""

@@ -1,0 +1,59 @@
+"""Per-type payload schemas: validated at the door so handlers only see good input."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from backend.domain.enums import JobStatus, JobType
+
+MAX_CSV_ROWS = 10_000_000
+MAX_NUMBERS = 100_000
+
+
+class Payload(BaseModel):
+    """Base of every payload: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CsvReportPayload(Payload):
+    """A CSV of synthetic orders, deterministic for a given seed."""
+
+    rows: int = Field(ge=1, le=MAX_CSV_ROWS, description="Number of data rows (header excluded).")
+    seed: int = Field(default=0, description="Same seed, same file, byte for byte.")
+
+
+class JobsExportPayload(Payload):
+    """A CSV of the caller's own jobs, optionally filtered."""
+
+    status: list[JobStatus] | None = Field(default=None, max_length=6)
+    type: list[JobType] | None = Field(default=None, max_length=5)
+    created_after: AwareDatetime | None = None
+    created_before: AwareDatetime | None = None
+
+
+Number = Annotated[float, Field(allow_inf_nan=False)] | int
+
+
+class NumbersPayload(Payload):
+    """A list of numbers for the arithmetic job types."""
+
+    data: list[Number] = Field(max_length=MAX_NUMBERS)
+
+
+class SleepPayload(Payload):
+    """A diagnostic job: sleep, optionally failing the first attempts."""
+
+    seconds: float = Field(ge=0, le=3600)
+    fail_first: int = Field(default=0, ge=0, le=20, description="Fail this many attempts before succeeding.")
+
+
+PAYLOAD_MODELS: dict[JobType, type[Payload]] = {
+    JobType.CSV_REPORT: CsvReportPayload,
+    JobType.JOBS_EXPORT: JobsExportPayload,
+    JobType.SQUARE_SUM: NumbersPayload,
+    JobType.CUBE_SUM: NumbersPayload,
+    JobType.SLEEP: SleepPayload,
+}

@@ -1,0 +1,313 @@
+"""JobRepository: every SQL statement about jobs and their runs, and nothing else."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, func, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.db.models import Job, JobRun
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    """Filters for listing or exporting one owner's jobs."""
+
+    statuses: Sequence[str] | None = None
+    types: Sequence[str] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def clauses(self, owner_id: uuid.UUID) -> list[Any]:
+        """SQL conditions for these filters, scoped to the owner."""
+        out: list[Any] = [Job.owner_id == owner_id]
+        if self.statuses:
+            out.append(Job.status.in_(list(self.statuses)))
+        if self.types:
+            out.append(Job.type.in_(list(self.types)))
+        if self.created_after:
+            out.append(Job.created_at >= self.created_after)
+        if self.created_before:
+            out.append(Job.created_at < self.created_before)
+        return out
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker's hold on one run of a job: the token fences every later write."""
+
+    job_id: uuid.UUID
+    token: uuid.UUID
+    attempt: int
+    max_attempts: int
+    type: str
+    payload: dict[str, Any]
+    owner_id: uuid.UUID
+
+
+_CLAIM_SQL = text(
+    """
+    WITH claimed AS (
+        UPDATE jobs SET status = 'running', attempts = attempts + 1, claim_token = :token,
+               worker_id = :worker, lease_expires_at = now() + make_interval(secs => :lease),
+               started_at = coalesce(started_at, now()), error = NULL, progress = 0, updated_at = now()
+        WHERE id = :id AND status IN ('pending', 'retrying') AND scheduled_at <= now()
+              AND NOT cancel_requested
+        RETURNING id, attempts, max_attempts, type, payload, owner_id
+    ), run AS (
+        INSERT INTO job_runs (job_id, attempt, claim_token, worker_id)
+        SELECT id, attempts, :token, :worker FROM claimed
+    )
+    SELECT * FROM claimed
+    """
+)
+
+_END_RUN = """
+    , run AS (
+        UPDATE job_runs SET ended_at = now(), outcome = :outcome WHERE claim_token = :token
+    )
+"""
+
+
+def _fenced_update(set_clause: str) -> Any:
+    """An update of a running job that only its current claim may make, closing the run row."""
+    return text(
+        f"""
+        WITH j AS (
+            UPDATE jobs SET {set_clause}, claim_token = NULL, worker_id = NULL, lease_expires_at = NULL,
+                   updated_at = now()
+            WHERE id = :id AND claim_token = :token AND status = 'running'
+            RETURNING id, status, attempts, scheduled_at
+        ){_END_RUN}
+        SELECT * FROM j
+        """
+    )
+
+
+_COMPLETE_SQL = _fenced_update(
+    "status = 'completed', progress = 1, result = CAST(:result AS jsonb), "
+    "result_file = CAST(:result_file AS jsonb), finished_at = now()"
+)
+_RETRY_SQL = _fenced_update(
+    "status = 'retrying', error = :error, scheduled_at = now() + make_interval(secs => :delay)"
+)
+_FAIL_SQL = _fenced_update("status = 'failed', error = :error, finished_at = now()")
+_CANCELLED_SQL = _fenced_update("status = 'cancelled', error = 'cancelled by request', finished_at = now()")
+_HAND_BACK_SQL = _fenced_update("status = 'retrying', attempts = attempts - 1, scheduled_at = now()")
+
+_HEARTBEAT_SQL = text(
+    """
+    UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :lease), progress = :progress,
+           updated_at = now()
+    WHERE id = :id AND claim_token = :token AND status = 'running'
+    RETURNING cancel_requested
+    """
+)
+
+_RECOVER_LAPSED_SQL = text(
+    """
+    WITH lapsed AS (
+        SELECT id, claim_token FROM jobs
+        WHERE status = 'running' AND lease_expires_at < now()
+        ORDER BY lease_expires_at LIMIT :limit FOR UPDATE SKIP LOCKED
+    ), j AS (
+        UPDATE jobs SET
+            status = CASE WHEN jobs.cancel_requested THEN 'cancelled'
+                          WHEN jobs.attempts >= jobs.max_attempts THEN 'failed'
+                          ELSE 'retrying' END,
+            error = CASE WHEN jobs.cancel_requested THEN 'cancelled by request'
+                         ELSE 'worker lost: lease expired' END,
+            finished_at = CASE WHEN jobs.cancel_requested OR jobs.attempts >= jobs.max_attempts
+                               THEN now() END,
+            scheduled_at = now(), claim_token = NULL, worker_id = NULL, lease_expires_at = NULL,
+            updated_at = now()
+        FROM lapsed WHERE jobs.id = lapsed.id
+        RETURNING jobs.id, jobs.status, jobs.attempts, jobs.scheduled_at, lapsed.claim_token
+    ), run AS (
+        UPDATE job_runs SET ended_at = now(), outcome = 'lost'
+        WHERE claim_token IN (SELECT claim_token FROM j)
+    )
+    SELECT id, status, attempts, scheduled_at FROM j
+    """
+)
+
+
+class JobRepository:
+    """SQL for jobs, bound to one session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, job: Job) -> Job:
+        """Insert a new job row."""
+        self.session.add(job)
+        await self.session.flush()
+        return job
+
+    async def get_owned(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
+        """The job if it exists and belongs to the owner."""
+        stmt = select(Job).where(Job.id == job_id, Job.owner_id == owner_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def list_owned(
+        self, owner_id: uuid.UUID, filters: JobFilters, limit: int, before: tuple[datetime, uuid.UUID] | None
+    ) -> list[Job]:
+        """A page of the owner's jobs, newest first, strictly older than the `before` cursor."""
+        stmt = select(Job).where(*filters.clauses(owner_id))
+        if before is not None:
+            created, job_id = before
+            stmt = stmt.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id)))
+        stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def stream_owned(
+        self, owner_id: uuid.UUID, filters: JobFilters, batch: int = 2000
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        """Every matching job, oldest first, through a server-side cursor (constant memory)."""
+        cols = [Job.id, Job.type, Job.name, Job.status, Job.attempts, Job.error]
+        cols += [Job.created_at, Job.started_at, Job.finished_at]
+        stmt = select(*cols).where(*filters.clauses(owner_id)).order_by(Job.created_at, Job.id)
+        result = await self.session.stream(stmt.execution_options(yield_per=batch))
+        async for row in result:
+            yield tuple(row)
+
+    async def cancel_waiting(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
+        """Cancel a pending or retrying job at once."""
+        stmt = (
+            update(Job)
+            .where(Job.id == job_id, Job.owner_id == owner_id, Job.status.in_(["pending", "retrying"]))
+            .values(
+                status="cancelled",
+                error="cancelled by request",
+                finished_at=func.now(),
+                updated_at=func.now(),
+                cancel_requested=True,
+            )
+            .returning(Job)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def request_cancel_running(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
+        """Ask the worker running the job to abort it."""
+        stmt = (
+            update(Job)
+            .where(Job.id == job_id, Job.owner_id == owner_id, Job.status == "running")
+            .values(cancel_requested=True, updated_at=func.now())
+            .returning(Job)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def requeue_ended(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
+        """Put a failed or cancelled job back to pending with a fresh attempt budget."""
+        stmt = (
+            update(Job)
+            .where(Job.id == job_id, Job.owner_id == owner_id, Job.status.in_(["failed", "cancelled"]))
+            .values(
+                status="pending",
+                attempts=0,
+                error=None,
+                result=None,
+                result_file=None,
+                progress=0,
+                cancel_requested=False,
+                finished_at=None,
+                started_at=None,
+                scheduled_at=func.now(),
+                updated_at=func.now(),
+            )
+            .returning(Job)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    # --- worker side -------------------------------------------------------------------------------
+
+    async def claim(self, job_id: uuid.UUID, worker_id: str, lease_s: float) -> Claim | None:
+        """Take a waiting, due job for one run; None if another delivery or worker got it first."""
+        token = uuid.uuid4()
+        params = {"id": job_id, "token": token, "worker": worker_id, "lease": lease_s}
+        row = (await self.session.execute(_CLAIM_SQL, params)).first()
+        if row is None:
+            return None
+        return Claim(row.id, token, row.attempts, row.max_attempts, row.type, row.payload, row.owner_id)
+
+    async def heartbeat(self, claim: Claim, lease_s: float, progress: float) -> bool | None:
+        """Renew the lease and store progress; returns cancel_requested, or None if the claim is lost."""
+        params = {"id": claim.job_id, "token": claim.token, "lease": lease_s, "progress": progress}
+        row = (await self.session.execute(_HEARTBEAT_SQL, params)).first()
+        return None if row is None else bool(row.cancel_requested)
+
+    async def _finish(self, sql: Any, claim: Claim, outcome: str, **params: Any) -> Row[Any] | None:
+        params |= {"id": claim.job_id, "token": claim.token, "outcome": outcome}
+        return (await self.session.execute(sql, params)).first()
+
+    async def complete(self, claim: Claim, result_json: str, result_file_json: str) -> bool:
+        """Record success; False if the claim was lost meanwhile."""
+        row = await self._finish(
+            _COMPLETE_SQL, claim, "completed", result=result_json, result_file=result_file_json
+        )
+        return row is not None
+
+    async def schedule_retry(self, claim: Claim, error: str, delay_s: float) -> Row[Any] | None:
+        """Record a failed attempt that will be retried after `delay_s`."""
+        return await self._finish(_RETRY_SQL, claim, "retry", error=error, delay=delay_s)
+
+    async def fail(self, claim: Claim, error: str) -> bool:
+        """Record the final failure."""
+        return await self._finish(_FAIL_SQL, claim, "failed", error=error) is not None
+
+    async def mark_cancelled(self, claim: Claim) -> bool:
+        """Record that a running job was aborted on request."""
+        return await self._finish(_CANCELLED_SQL, claim, "cancelled") is not None
+
+    async def hand_back(self, claim: Claim) -> Row[Any] | None:
+        """Return a running job to the queue without spending an attempt (shutdown)."""
+        return await self._finish(_HAND_BACK_SQL, claim, "handed_back")
+
+    async def recover_lapsed(self, limit: int) -> list[Row[Any]]:
+        """Take back running jobs whose lease lapsed: retry, fail or cancel them."""
+        return list((await self.session.execute(_RECOVER_LAPSED_SQL, {"limit": limit})).all())
+
+    async def due_waiting(self, older_than_s: float, limit: int) -> list[Row[Any]]:
+        """Waiting jobs that are due (or soon due) and untouched for a while: candidates to re-enqueue."""
+        stmt = text(
+            """
+            SELECT id, attempts, scheduled_at FROM jobs
+            WHERE status IN ('pending', 'retrying') AND NOT cancel_requested
+              AND updated_at < now() - make_interval(secs => :grace)
+            ORDER BY scheduled_at LIMIT :limit
+            """
+        )
+        return list((await self.session.execute(stmt, {"grace": older_than_s, "limit": limit})).all())
+
+    async def expired_terminal(self, retention_days: float, limit: int) -> list[Row[Any]]:
+        """A batch of terminal jobs that finished before the retention window."""
+        stmt = text(
+            """
+            SELECT id, result_file FROM jobs
+            WHERE status IN ('completed', 'failed', 'cancelled')
+              AND finished_at < now() - make_interval(secs => :secs)
+            ORDER BY finished_at LIMIT :limit
+            """
+        )
+        params = {"secs": retention_days * 86400, "limit": limit}
+        return list((await self.session.execute(stmt, params)).all())
+
+    async def delete_ids(self, ids: Sequence[uuid.UUID]) -> int:
+        """Delete jobs by id (their runs go with them)."""
+        result = await self.session.execute(delete(Job).where(Job.id.in_(list(ids))))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def existing_ids(self, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these job ids still exist."""
+        rows = await self.session.execute(select(Job.id).where(Job.id.in_(list(ids))))
+        return set(rows.scalars())
+
+    async def runs_of(self, job_id: uuid.UUID) -> list[JobRun]:
+        """Every claim of a job, in order."""
+        stmt = select(JobRun).where(JobRun.job_id == job_id).order_by(JobRun.started_at, JobRun.id)
+        return list((await self.session.execute(stmt)).scalars())

@@ -1,0 +1,81 @@
+"""API keys: generation, hashing and authentication (with a short in-process cache)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from backend.repo.api_keys import ApiKeyRepository
+
+KEY_PREFIX = "jp_"
+
+
+def hash_key(raw: str) -> str:
+    """sha256 of the secret: keys are high-entropy, so a fast hash is the right tool (no salt needed)."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def generate_key() -> str:
+    """A new random API key."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def display_prefix(raw: str) -> str:
+    """The first characters of a key, safe to show and log."""
+    return raw[:10]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: the API key that made the request."""
+
+    id: uuid.UUID
+    name: str
+
+
+class Authenticator:
+    """Looks keys up by hash, caching hits briefly so every request does not pay a query."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], cache_seconds: float) -> None:
+        self._sessions = sessions
+        self._ttl = cache_seconds
+        self._cache: dict[str, tuple[float, Principal]] = {}
+
+    async def authenticate(self, raw: str) -> Principal | None:
+        """The principal for this key, or None if unknown or revoked."""
+        digest = hash_key(raw)
+        hit = self._cache.get(digest)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with self._sessions() as session:
+            row = await ApiKeyRepository(session).active_by_hash(digest)
+        if row is None:
+            self._cache.pop(digest, None)
+            return None
+        principal = Principal(row.id, row.name)
+        if self._ttl > 0:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now + self._ttl, principal)
+        return principal
+
+
+async def create_key(session: AsyncSession, name: str, raw: str | None = None) -> tuple[str, uuid.UUID]:
+    """Store a key (a new random one unless `raw` is given); returns the secret and its id."""
+    raw = raw or generate_key()
+    row = await ApiKeyRepository(session).add(name, hash_key(raw), display_prefix(raw))
+    return raw, row.id
+
+
+async def ensure_key(session: AsyncSession, raw: str, name: str = "bootstrap") -> uuid.UUID:
+    """Make sure this exact key exists (idempotent); used for BOOTSTRAP_API_KEY."""
+    existing = await ApiKeyRepository(session).by_hash(hash_key(raw))
+    if existing is not None:
+        return existing.id
+    return (await create_key(session, name, raw))[1]

@@ -1,0 +1,65 @@
+"""Idempotency-Key rules: parsing the header and fingerprinting the request."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from backend.domain.errors import IdempotencyKeyInvalid
+
+MAX_KEY_LENGTH = 255
+
+
+def _printable(text: str) -> bool:
+    return all(0x20 <= ord(ch) <= 0x7E for ch in text)
+
+
+def _unquote_sf_string(value: str) -> str:
+    """Decode an RFC 8941 sf-string (`"..."` with `\\"` and `\\\\` escapes)."""
+    inner, out, i = value[1:-1], [], 0
+    while i < len(inner):
+        ch = inner[i]
+        if ch == "\\":
+            if i + 1 >= len(inner) or inner[i + 1] not in '"\\':
+                raise IdempotencyKeyInvalid()
+            out.append(inner[i + 1])
+            i += 2
+            continue
+        if ch == '"':
+            raise IdempotencyKeyInvalid()
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def parse_idempotency_key(header: str) -> str:
+    """The key a header value names: bare or a quoted structured-field string map to the same key."""
+    value = header.strip()
+    if not _printable(value):
+        raise IdempotencyKeyInvalid()
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        value = _unquote_sf_string(value)
+    if not 1 <= len(value) <= MAX_KEY_LENGTH:
+        raise IdempotencyKeyInvalid()
+    return value
+
+
+def canonical_json(body: Any) -> str:
+    """JSON with sorted keys and no insignificant whitespace: equal documents, equal text."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def fingerprint(method: str, path: str, body: Any) -> str:
+    """sha256 over method, path and the canonical JSON of the body."""
+    material = f"{method.upper()}\n{path}\n{canonical_json(body)}"
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IdempotencyRequest:
+    """A request's idempotency identity."""
+
+    key: str
+    fingerprint: str

@@ -1,0 +1,183 @@
+"""Job rules: submission (with idempotency), lookup, listing, cancellation and manual retry."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.core.config import Settings
+from backend.core.ids import uuid7
+from backend.db.models import Job
+from backend.domain.enums import JobStatus, JobType
+from backend.domain.errors import IdempotencyKeyReused, JobNotFound, JobStateConflict
+from backend.domain.jobs import JobCreateBase, JobPublic, ResultFile
+from backend.repo.idempotency import IdempotencyRepository
+from backend.repo.jobs import JobFilters, JobRepository
+from backend.services.dispatch import Dispatcher
+from backend.services.idempotency import IdempotencyRequest
+
+
+def job_location(job_id: uuid.UUID) -> str:
+    """The canonical URL path of a job."""
+    return f"/jobs/{job_id}"
+
+
+def to_public(job: Job) -> JobPublic:
+    """The API view of a job row."""
+    file = None
+    if job.result_file:
+        meta = job.result_file
+        file = ResultFile(
+            filename=meta["filename"],
+            size_bytes=meta["size_bytes"],
+            sha256=meta["sha256"],
+            content_type=meta["content_type"],
+            url=f"{job_location(job.id)}/download",
+        )
+    return JobPublic(
+        id=job.id,
+        type=JobType(job.type),
+        name=job.name,
+        payload=job.payload,
+        status=JobStatus(job.status),
+        progress=job.progress,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        result=job.result,
+        error=job.error,
+        result_file=file,
+        created_at=job.created_at,
+        scheduled_at=job.scheduled_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        updated_at=job.updated_at,
+    )
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The response to a submission, fresh or replayed."""
+
+    status_code: int
+    body: dict[str, Any]
+    location: str | None
+    replayed: bool
+
+
+def encode_cursor(job: Job) -> str:
+    """An opaque cursor pointing just past this job."""
+    raw = f"{job.created_at.isoformat()}|{job.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """Inverse of `encode_cursor`; ValueError if it was tampered with."""
+    padded = cursor + "=" * (-len(cursor) % 4)
+    created, _, job_id = base64.urlsafe_b64decode(padded.encode()).decode().partition("|")
+    return datetime.fromisoformat(created), uuid.UUID(job_id)
+
+
+class JobService:
+    """Job rules for one request: owns the transaction, then hands delivery to the dispatcher."""
+
+    def __init__(self, session: AsyncSession, settings: Settings, dispatcher: Dispatcher) -> None:
+        self.session = session
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self.jobs = JobRepository(session)
+
+    async def submit(
+        self, owner_id: uuid.UUID, body: JobCreateBase, idem: IdempotencyRequest | None
+    ) -> Submitted:
+        """Store the job (and its idempotency record, in the same transaction), then enqueue it."""
+        job = await self.jobs.add(self._new_job(owner_id, body))
+        public = to_public(job).model_dump(mode="json")
+        location = job_location(job.id)
+        if idem is not None and not await self._store_key(owner_id, idem, public, location, job.id):
+            await self.session.rollback()
+            return await self._replay(owner_id, idem)
+        await self.session.commit()
+        await self.dispatcher.enqueue(job.id, 0, job.scheduled_at)
+        return Submitted(201, public, location, replayed=False)
+
+    def _new_job(self, owner_id: uuid.UUID, body: JobCreateBase) -> Job:
+        payload = body.payload.model_dump(mode="json")  # type: ignore[attr-defined]
+        job = Job(
+            id=uuid7(),
+            owner_id=owner_id,
+            type=str(body.type),  # type: ignore[attr-defined]
+            name=body.name,
+            payload=payload,
+            max_attempts=body.max_attempts or self.settings.default_max_attempts,
+        )
+        if body.scheduled_at is not None:
+            job.scheduled_at = body.scheduled_at
+        return job
+
+    async def _store_key(
+        self,
+        owner_id: uuid.UUID,
+        idem: IdempotencyRequest,
+        body: dict[str, Any],
+        location: str,
+        job_id: uuid.UUID,
+    ) -> bool:
+        repo = IdempotencyRepository(self.session)
+        ttl = self.settings.idempotency_ttl_hours * 3600
+        return await repo.store_first(owner_id, idem.key, idem.fingerprint, 201, body, location, job_id, ttl)
+
+    async def _replay(self, owner_id: uuid.UUID, idem: IdempotencyRequest) -> Submitted:
+        ttl = self.settings.idempotency_ttl_hours * 3600
+        record = await IdempotencyRepository(self.session).get_live(owner_id, idem.key, ttl)
+        if record is None:
+            # The live record expired between our insert attempt and this read: the key is free again.
+            raise JobStateConflict("Idempotency-Key is being reused; retry the request")
+        if record.fingerprint != idem.fingerprint:
+            raise IdempotencyKeyReused()
+        return Submitted(record.status_code, record.response_body, record.location, replayed=True)
+
+    async def get(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+        """The owner's job or JobNotFound."""
+        job = await self.jobs.get_owned(owner_id, job_id)
+        if job is None:
+            raise JobNotFound()
+        return job
+
+    async def list(
+        self, owner_id: uuid.UUID, filters: JobFilters, limit: int, cursor: str | None
+    ) -> tuple[list[Job], str | None]:
+        """A page of jobs, newest first, and the cursor for the next page (None at the end)."""
+        before = decode_cursor(cursor) if cursor else None
+        rows = await self.jobs.list_owned(owner_id, filters, limit + 1, before)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (encode_cursor(rows[-1]) if more and rows else None)
+
+    async def cancel(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+        """Cancel a waiting job now, or ask the worker to abort a running one; 409 once terminal."""
+        job = await self.jobs.cancel_waiting(owner_id, job_id)
+        if job is not None:
+            await self.session.commit()
+            await self.dispatcher.discard(job.id, job.attempts)
+            return job
+        job = await self.jobs.request_cancel_running(owner_id, job_id)
+        if job is None:
+            existing = await self.get(owner_id, job_id)
+            raise JobStateConflict(f"Job is {existing.status}; only pending, retrying or running jobs cancel")
+        await self.session.commit()
+        return job
+
+    async def retry(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+        """Run a failed or cancelled job again."""
+        job = await self.jobs.requeue_ended(owner_id, job_id)
+        if job is None:
+            existing = await self.get(owner_id, job_id)
+            raise JobStateConflict(f"Job is {existing.status}; only failed or cancelled jobs can be retried")
+        await self.session.commit()
+        await self.dispatcher.enqueue(job.id, job.attempts, job.scheduled_at)
+        return job

@@ -1,0 +1,16 @@
+"""The platform's retry policy: exponential back-off with full jitter."""
+
+from __future__ import annotations
+
+import random
+
+
+def backoff_ceiling(attempt: int, base: float, cap: float) -> float:
+    """The largest delay after the `attempt`-th failure (1-based): base·2^(attempt-1), capped."""
+    exponent = min(max(attempt - 1, 0), 60)
+    return float(min(cap, base * (2**exponent)))
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """A delay drawn uniformly from [0, ceiling] ("full jitter", AWS Architecture Blog)."""
+    return (rng or random).uniform(0, backoff_ceiling(attempt, base, cap))

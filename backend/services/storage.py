@@ -1,0 +1,153 @@
+"""Result-file storage behind a small interface; the local folder is the default backend.
+
+Handlers write into a scratch file, then `put` publishes it atomically under its key, so a file is
+never visible half-written. An S3-compatible backend implements the same protocol.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import anyio
+
+CHUNK_SIZE = 1024 * 1024
+PART_SUFFIX = ".part"
+
+
+class Storage(Protocol):
+    """Where result files live."""
+
+    def scratch_path(self, job_id: uuid.UUID, filename: str) -> Path:
+        """A local path to write a new file into before `put`."""
+        ...
+
+    async def put(self, key: str, scratch: Path) -> None:
+        """Publish a finished scratch file under `key`, replacing any previous one atomically."""
+        ...
+
+    def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """The bytes of `key` from `start` to `end` inclusive, in large chunks."""
+        ...
+
+    async def size(self, key: str) -> int | None:
+        """The size of `key`, or None if it does not exist."""
+        ...
+
+    async def exists(self, key: str) -> bool:
+        """Whether `key` exists."""
+        ...
+
+    async def delete_job_files(self, job_id: uuid.UUID) -> int:
+        """Delete every file of a job (published or scratch); returns how many."""
+        ...
+
+    async def job_ids(self) -> list[uuid.UUID]:
+        """Jobs that have anything stored (for the orphan sweep)."""
+        ...
+
+    async def clear_scratch(self, job_id: uuid.UUID) -> None:
+        """Remove leftovers of an earlier, interrupted run of the job."""
+        ...
+
+
+def file_key(job_id: uuid.UUID, filename: str) -> str:
+    """The storage key of a job's file."""
+    return f"{job_id}/{filename}"
+
+
+class LocalStorage:
+    """Files under one folder: `<root>/<job_id>/<filename>`; rename within the folder is atomic."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents:
+            raise ValueError("storage key escapes the root")
+        return path
+
+    def scratch_path(self, job_id: uuid.UUID, filename: str) -> Path:
+        """`<root>/<job_id>/.<filename>.<random>.part`, on the same filesystem as the final file."""
+        folder = self.root / str(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f".{filename}.{uuid.uuid4().hex[:12]}{PART_SUFFIX}"
+
+    async def put(self, key: str, scratch: Path) -> None:
+        """Atomic rename over any previous version."""
+        target = self._path(key)
+        await anyio.to_thread.run_sync(os.replace, scratch, target)
+
+    async def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Read in 1 MiB chunks, each read in a thread so the event loop never blocks on disk."""
+        path = self._path(key)
+        handle: BinaryIO = await anyio.to_thread.run_sync(path.open, "rb")
+        try:
+            await anyio.to_thread.run_sync(handle.seek, start)
+            remaining = None if end is None else end - start + 1
+            while remaining is None or remaining > 0:
+                size = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
+                data = await anyio.to_thread.run_sync(handle.read, size)
+                if not data:
+                    break
+                if remaining is not None:
+                    remaining -= len(data)
+                yield data
+        finally:
+            await anyio.to_thread.run_sync(handle.close)
+
+    async def size(self, key: str) -> int | None:
+        """File size, or None when missing."""
+        try:
+            stat = await anyio.to_thread.run_sync(os.stat, self._path(key))
+        except FileNotFoundError:
+            return None
+        return stat.st_size
+
+    async def exists(self, key: str) -> bool:
+        """Whether the file is there."""
+        return await self.size(key) is not None
+
+    async def delete_job_files(self, job_id: uuid.UUID) -> int:
+        """Remove the job's folder."""
+        folder = self.root / str(job_id)
+
+        def _rm() -> int:
+            if not folder.exists():
+                return 0
+            count = sum(1 for p in folder.iterdir() if p.is_file())
+            shutil.rmtree(folder, ignore_errors=True)
+            return count
+
+        return await anyio.to_thread.run_sync(_rm)
+
+    async def job_ids(self) -> list[uuid.UUID]:
+        """Folders named like job ids."""
+
+        def _scan() -> list[uuid.UUID]:
+            out = []
+            for entry in os.scandir(self.root):
+                try:
+                    out.append(uuid.UUID(entry.name))
+                except ValueError:
+                    continue
+            return out
+
+        return await anyio.to_thread.run_sync(_scan)
+
+    async def clear_scratch(self, job_id: uuid.UUID) -> None:
+        """Delete `.part` files a killed run left behind."""
+        folder = self.root / str(job_id)
+
+        def _clear() -> None:
+            if folder.exists():
+                for p in folder.glob(f"*{PART_SUFFIX}"):
+                    p.unlink(missing_ok=True)
+
+        await anyio.to_thread.run_sync(_clear)

@@ -1,0 +1,199 @@
+"""Test infrastructure: embedded servers, migrated databases, worker processes, API clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+
+from backend.core.config import Settings
+from backend.core.embedded import EmbeddedValkey, create_database, database_url
+from backend.db.session import make_engine, make_sessionmaker
+from backend.main import create_app
+from backend.services.auth import create_key
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_DB = "jp_template"
+
+FAST = {
+    "environment": "test",
+    "lease_seconds": 2.0,
+    "heartbeat_seconds": 0.3,
+    "reconcile_every_seconds": 1,
+    "reconcile_grace_seconds": 1.0,
+    "retry_base_seconds": 0.05,
+    "retry_cap_seconds": 0.5,
+    "poll_delay_seconds": 0.01,
+    "shutdown_grace_seconds": 2,
+    "auth_cache_seconds": 0,
+    "log_level": "WARNING",
+}
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a subprocess read exactly these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[name.upper()] = str(value)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class WorkerProcess:
+    """A real `jobplatform worker` process."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        """Spawn the worker; returns at once (it is ready within a second or so)."""
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "backend.cli", "worker"],
+            env=settings_env(self.settings),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as when a machine dies."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def terminate(self, timeout: float = 30) -> int | None:
+        """SIGTERM and wait for a graceful exit."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+
+@dataclass
+class Stack:
+    """One isolated platform: a database cloned from the migrated template, a queue, workers, an app."""
+
+    settings: Settings
+    tmp: Path
+    app_client: httpx.AsyncClient | None = None
+    workers: list[WorkerProcess] = field(default_factory=list)
+    _lifespan: Any = None
+
+    def spawn_worker(self, **overrides: Any) -> WorkerProcess:
+        """Start another worker process on this stack."""
+        settings = self.settings.model_copy(update=overrides)
+        worker = WorkerProcess(settings, self.tmp / f"worker-{len(self.workers)}.log").start()
+        self.workers.append(worker)
+        return worker
+
+    async def new_key(self, name: str = "test") -> str:
+        """A fresh API key (each test sees only its own jobs)."""
+        engine = make_engine(self.settings.require_database_url(), pool_size=1)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                raw, _ = await create_key(session, name)
+                await session.commit()
+        finally:
+            await engine.dispose()
+        return raw
+
+    async def client(self, key: str | None = None) -> httpx.AsyncClient:
+        """An HTTP client for this stack's app, authenticated with `key` (a new one if omitted)."""
+        assert self.app_client is not None
+        key = key or await self.new_key()
+        transport = self.app_client._transport
+        return httpx.AsyncClient(transport=transport, base_url="http://test", headers={"X-API-Key": key})
+
+    def stop_workers(self) -> None:
+        """Terminate every worker process."""
+        for worker in self.workers:
+            worker.kill()
+
+
+@contextlib.asynccontextmanager
+async def open_stack(
+    admin_url: str, redis_url: str, tmp: Path, workers: int = 1, **overrides: Any
+) -> AsyncIterator[Stack]:
+    """A fresh database and queue with `workers` worker processes and an in-process app."""
+    name = f"jp_{uuid.uuid4().hex[:10]}"
+    await create_database(admin_url, name, template=TEMPLATE_DB)
+    tmp.mkdir(parents=True, exist_ok=True)
+    settings = Settings(
+        **{**FAST, **overrides},
+        database_url=database_url(admin_url, name),
+        redis_url=redis_url,
+        results_dir=tmp / "results",
+        queue_name=f"arq:{name}",
+        data_dir=tmp,
+    )
+    stack = Stack(settings, tmp)
+    app = create_app(settings)
+    try:
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                stack.app_client = client
+                for _ in range(workers):
+                    stack.spawn_worker()
+                yield stack
+    finally:
+        stack.stop_workers()
+
+
+async def wait_for(
+    client: httpx.AsyncClient, job_id: str, statuses: Iterable[str], timeout: float = 20.0
+) -> dict[str, Any]:
+    """Poll a job until its status is one of `statuses`; fail the test on timeout."""
+    wanted = set(statuses)
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = await client.get(f"/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        job = response.json()
+        if job["status"] in wanted:
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {job.get('status')} after {timeout}s: {job}")
+
+
+async def submit(client: httpx.AsyncClient, type_: str, payload: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """POST /jobs and return the created job (asserting 201)."""
+    response = await client.post("/jobs", json={"type": type_, "payload": payload, **extra})
+    assert response.status_code == 201, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def start_valkey(tmp: Path) -> EmbeddedValkey:
+    """A private Valkey (for tests that flush or stop Redis)."""
+    server = EmbeddedValkey(tmp)
+    server.start()
+    return server

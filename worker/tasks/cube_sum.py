@@ -1,0 +1,13 @@
+"""`cube_sum`: the sum of the cubes of `data`."""
+
+from __future__ import annotations
+
+from backend.domain.payloads import NumbersPayload
+from worker.context import JobContext, Outcome
+
+TIMEOUT_S = 60
+
+
+async def handle(ctx: JobContext, payload: NumbersPayload) -> Outcome:
+    """Sum of x³ (exact for integers)."""
+    return Outcome(result={"value": sum(x * x * x for x in payload.data)})
