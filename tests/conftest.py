@@ -47,7 +47,9 @@ async def template_db(servers: tuple[str, str]) -> str:
 
 
 @pytest.fixture(scope="session")
-async def stack(servers: tuple[str, str], template_db: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+async def stack(
+    servers: tuple[str, str], template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
     """The shared platform most tests use: one database, one queue, two worker processes."""
     admin_url, redis_url = servers
     async with open_stack(admin_url, redis_url, tmp_path_factory.mktemp("main"), workers=2) as s:

@@ -91,7 +91,8 @@ class Runtime:
         except (PermanentJobError, ValidationError) as exc:
             await self._fail(claim, describe(exc))
         except TimeoutError:
-            await self._failed_attempt(claim, f"TimeoutError: attempt exceeded {spec.timeout_s:g}s")
+            limit = self.timeout_of(claim.type, spec)
+            await self._failed_attempt(claim, f"TimeoutError: attempt exceeded {limit:g}s")
         except Exception as exc:  # any handler failure is one failed attempt
             await self._failed_attempt(claim, describe(exc))
         else:
@@ -103,8 +104,12 @@ class Runtime:
         payload = spec.payload_model.model_validate(claim.payload)
         if claim.attempt > 1:
             await self.storage.clear_scratch(claim.job_id)
-        async with asyncio.timeout(spec.timeout_s):
+        async with asyncio.timeout(self.timeout_of(claim.type, spec)):
             return await spec.handler(ctx, payload)
+
+    def timeout_of(self, job_type: str, spec: TaskSpec) -> float:
+        """The type's timeout, unless TASK_TIMEOUTS overrides it."""
+        return self.settings.task_timeouts.get(job_type, spec.timeout_s)
 
     async def _heartbeat(
         self, claim: Claim, progress: Progress, handler: asyncio.Task[Any], state: RunState

@@ -24,7 +24,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.api_route("/{job_id}/download", methods=["GET", "HEAD"], responses=RESPONSES, response_class=Response)
+@router.get("/{job_id}/download", responses=RESPONSES, response_class=Response)
+@router.head("/{job_id}/download", responses=RESPONSES, response_class=Response, operation_id="head_download")
 async def download_result(
     request: Request,
     job: OwnedJobDep,

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from backend.domain import errors
+from backend.domain.enums import JobType
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,18 @@ async def platform_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=code)
 
 
+JOB_TYPES = ", ".join(t.value for t in JobType)
+TAG_ERRORS = {
+    "union_tag_invalid": ("unknown_job_type", "Unknown job type; expected one of: " + JOB_TYPES),
+    "union_tag_not_found": ("missing", "Field required (one of: " + JOB_TYPES + ")"),
+}
+
+
 def _name_the_type_field(error: dict[str, Any]) -> dict[str, Any]:
-    """A bad job type is reported at the body's `type` field, not at the body as a whole."""
-    if error.get("type") == "unknown_job_type":
-        error = {**error, "loc": [*error.get("loc", ()), "type"]}
+    """A bad or missing job type is reported at the body's `type` field, not at the body as a whole."""
+    if error.get("type") in TAG_ERRORS:
+        kind, msg = TAG_ERRORS[error["type"]]
+        return {"type": kind, "loc": [*error.get("loc", ()), "type"], "msg": msg}
     return error
 
 
@@ -46,8 +55,7 @@ async def validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = [_name_the_type_field(dict(e)) for e in exc.errors()]
     for d in details:
-        d.pop("input", None)  # never echo submitted data (it may hold secrets) back into logs or clients
-        d.pop("ctx", None) if d.get("type") == "unknown_job_type" else None
+        d.pop("input", None)  # never echo submitted data (it may hold secrets) back to clients
     return JSONResponse({"detail": jsonable_encoder(details)}, status_code=422)
 
 

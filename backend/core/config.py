@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     retry_cap_seconds: float = Field(default=300.0, ge=0)
     default_max_attempts: int = Field(default=3, ge=1, le=20)
     shutdown_grace_seconds: int = Field(default=10, ge=0)
+    task_timeouts: dict[str, float] = Field(
+        default_factory=dict, description='Per-type timeout overrides in seconds, e.g. {"csv_report": 600}.'
+    )
 
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "console"

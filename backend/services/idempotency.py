@@ -35,11 +35,17 @@ def _unquote_sf_string(value: str) -> str:
 
 
 def parse_idempotency_key(header: str) -> str:
-    """The key a header value names: bare or a quoted structured-field string map to the same key."""
+    """The key a header value names: bare or a quoted structured-field string map to the same key.
+
+    A value that opens with a double quote is an sf-string and must be a well-formed one: `"abc` is
+    a malformed header, not the bare key `"abc`.
+    """
     value = header.strip()
     if not _printable(value):
         raise IdempotencyKeyInvalid()
-    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+    if value.startswith('"'):
+        if len(value) < 2 or not value.endswith('"'):
+            raise IdempotencyKeyInvalid()
         value = _unquote_sf_string(value)
     if not 1 <= len(value) <= MAX_KEY_LENGTH:
         raise IdempotencyKeyInvalid()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -45,9 +46,9 @@ FAST = {
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a subprocess read exactly these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
-    for name, value in settings.model_dump().items():
+    for name, value in settings.model_dump(mode="json").items():
         if value is not None:
-            env[name.upper()] = str(value)
+            env[name.upper()] = json.dumps(value) if isinstance(value, dict | list) else str(value)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -144,7 +145,7 @@ async def open_stack(
     """A fresh database and queue with `workers` worker processes and an in-process app."""
     name = f"jp_{uuid.uuid4().hex[:10]}"
     await create_database(admin_url, name, template=TEMPLATE_DB)
-    tmp.mkdir(parents=True, exist_ok=True)
+    tmp.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
     settings = Settings(
         **{**FAST, **overrides},
         database_url=database_url(admin_url, name),
@@ -168,7 +169,10 @@ async def open_stack(
 
 
 async def wait_for(
-    client: httpx.AsyncClient, job_id: str, statuses: Iterable[str], timeout: float = 20.0
+    client: httpx.AsyncClient,
+    job_id: str,
+    statuses: Iterable[str],
+    timeout: float = 20.0,  # noqa: ASYNC109
 ) -> dict[str, Any]:
     """Poll a job until its status is one of `statuses`; fail the test on timeout."""
     wanted = set(statuses)
@@ -184,7 +188,9 @@ async def wait_for(
     raise AssertionError(f"job {job_id} still {job.get('status')} after {timeout}s: {job}")
 
 
-async def submit(client: httpx.AsyncClient, type_: str, payload: dict[str, Any], **extra: Any) -> dict[str, Any]:
+async def submit(
+    client: httpx.AsyncClient, type_: str, payload: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
     """POST /jobs and return the created job (asserting 201)."""
     response = await client.post("/jobs", json={"type": type_, "payload": payload, **extra})
     assert response.status_code == 201, response.text
