@@ -1,0 +1,96 @@
+"""Purge removes exactly what outlived its retention.
+
+Old terminal jobs and their files, expired idempotency keys and orphan files go; nothing newer does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+
+from backend.db.session import make_engine
+from tests.utils.stack import ROOT, settings_env, submit, wait_for
+from worker import cron
+from worker.settings import standalone_runtime
+
+
+async def _sql(url: str, sql: str, **params: Any) -> list[Any]:
+    engine = make_engine(url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(text(sql), params)
+            return list(result.all()) if result.returns_rows else []
+    finally:
+        await engine.dispose()
+
+
+async def test_purge_removes_exactly_old_rows_and_files(isolated: Any) -> None:
+    async with isolated(workers=1, job_retention_days=7, idempotency_ttl_hours=24) as stack:
+        async with await stack.client() as client:
+            old = [await submit(client, "csv_report", {"rows": 10, "seed": i}) for i in range(3)]
+            new = [await submit(client, "csv_report", {"rows": 10, "seed": i}) for i in range(2)]
+            old_waiting = await submit(client, "sleep", {"seconds": 0}, scheduled_at="2099-01-01T00:00:00Z")
+            keyed = await client.post(
+                "/jobs",
+                json={"type": "sleep", "payload": {"seconds": 0}},
+                headers={"Idempotency-Key": "k-old"},
+            )
+            await client.post(
+                "/jobs",
+                json={"type": "sleep", "payload": {"seconds": 0}},
+                headers={"Idempotency-Key": "k-new"},
+            )
+            for job in old + new:
+                await wait_for(client, job["id"], {"completed"})
+        url = stack.settings.require_database_url()
+        await _sql(
+            url,
+            "UPDATE jobs SET finished_at = now() - interval '8 days' WHERE id = ANY(:ids)",
+            ids=[uuid.UUID(j["id"]) for j in old],
+        )
+        await _sql(
+            url,
+            "UPDATE jobs SET created_at = now() - interval '30 days' WHERE id = :id",
+            id=old_waiting["id"],
+        )
+        await _sql(
+            url, "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'k-old'"
+        )
+        results = stack.settings.resolved_results_dir
+        orphan = results / str(uuid.uuid4())
+        orphan.mkdir()
+        (orphan / "stray.csv").write_text("x\n")
+
+        dry = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "backend.cli", "purge", "--dry-run"],
+            env=settings_env(stack.settings),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert "would remove: 3 jobs, 3 files, 1 idempotency keys, 1 orphan files" in dry.stdout
+        assert len(await _sql(url, "SELECT id FROM jobs")) == 8
+
+        async with standalone_runtime(stack.settings.model_copy(update={"purge_batch_size": 2})) as runtime:
+            report = await cron.purge(runtime)
+        assert (report.jobs, report.files, report.idempotency_keys, report.orphan_files) == (3, 3, 1, 1)
+        assert report.batches == 2  # bounded batches: 2 + 1
+
+        left = {str(r[0]) for r in await _sql(url, "SELECT id FROM jobs")}
+        old_ids = {j["id"] for j in old}
+        assert len(left) == 5 and not left & old_ids
+        assert {j["id"] for j in new} | {old_waiting["id"], keyed.json()["id"]} <= left
+        assert [r[0] for r in await _sql(url, "SELECT key FROM idempotency_keys")] == ["k-new"]
+        assert not orphan.exists()
+        for job in old:
+            assert not (results / job["id"]).exists()
+        for job in new:
+            assert len(list((results / job["id"]).iterdir())) == 1
