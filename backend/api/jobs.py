@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AwareDatetime
 
-from backend.api.deps import CurrentKey, IdempotencyDep, JobServiceDep, OwnedJobDep
+from backend.api.deps import CurrentKey, IdempotencyDep, JobServiceDep, OwnedJobDep, StateDep
 from backend.domain.enums import JobStatus, JobType
 from backend.domain.jobs import JobCreate, JobList, JobPublic, JobResultView, JobStatusView
 from backend.repo.jobs import JobFilters
-from backend.services.jobs import to_public
+from backend.services.jobs import JobService, to_public
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+EVENTS_POLL_S = 0.25
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Job not found (or not yours)"}}
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "The job's status does not allow this"}}
@@ -92,6 +95,25 @@ async def get_job_result(job: OwnedJobDep) -> JobResultView:
         result=public.result if done else None,
         result_file=public.result_file if done else None,
     )
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={**NOT_FOUND, 200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}},
+)
+async def job_events(job: OwnedJobDep, key: CurrentKey, state: StateDep) -> StreamingResponse:
+    """Server-Sent Events: a `job` event per status or progress change; ends when the job does."""
+
+    async def stream() -> AsyncIterator[str]:
+        # Its own session: the request's session is released before a streamed body is sent.
+        async with state.sessions() as session:
+            service = JobService(session, state.settings, state.dispatcher)
+            async for update in service.watch(key.id, job.id, EVENTS_POLL_S):
+                yield f"event: job\ndata: {update.model_dump_json()}\n\n"
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
 
 @router.post("/{job_id}/cancel", status_code=202, responses={**NOT_FOUND, **CONFLICT})

@@ -45,3 +45,6 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    if level.upper() != "DEBUG":
+        # arq logs every job start and finish at INFO: noise (and CPU) at thousands of jobs a second.
+        logging.getLogger("arq.worker").setLevel(logging.WARNING)

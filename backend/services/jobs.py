@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -157,6 +159,23 @@ class JobService:
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, (encode_cursor(rows[-1]) if more and rows else None)
+
+    async def watch(
+        self, owner_id: uuid.UUID, job_id: uuid.UUID, interval_s: float
+    ) -> AsyncIterator[JobPublic]:
+        """Yield the job whenever its status, progress or attempts change; stop once it is terminal."""
+        last: tuple[Any, ...] | None = None
+        while True:
+            job = await self.get(owner_id, job_id)
+            snapshot = (job.status, job.progress, job.attempts, job.error)
+            public = to_public(job)
+            await self.session.rollback()  # end the snapshot (and expire the row) so the next read is fresh
+            if snapshot != last:
+                last = snapshot
+                yield public
+            if public.status.is_terminal:
+                return
+            await asyncio.sleep(interval_s)
 
     async def cancel(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Job:
         """Cancel a waiting job now, or ask the worker to abort a running one; 409 once terminal."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import httpx
@@ -138,3 +139,17 @@ async def test_scheduled_job_waits_until_due(client: httpx.AsyncClient) -> None:
     assert (await client.get(f"/jobs/{job['id']}/status")).json()["status"] == "pending"
     done = await wait_for(client, job["id"], {"completed"})
     assert datetime.fromisoformat(done["started_at"]) >= at
+
+
+async def test_events_stream_until_terminal(client: httpx.AsyncClient) -> None:
+    job = await submit(client, "sleep", {"seconds": 1})
+    events = []
+    async with client.stream("GET", f"/jobs/{job['id']}/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    statuses = [e["status"] for e in events]
+    assert statuses[-1] == "completed" and "running" in statuses
+    assert any(0 < e["progress"] < 1 for e in events)
