@@ -69,7 +69,8 @@ _CLAIM_SQL = text(
 
 _END_RUN = """
     , run AS (
-        UPDATE job_runs SET ended_at = now(), outcome = :outcome WHERE claim_token = :token
+        UPDATE job_runs SET ended_at = now(), outcome = :outcome
+        WHERE claim_token = :token AND EXISTS (SELECT 1 FROM j)
     )
 """
 

@@ -112,3 +112,28 @@ async def test_duplicate_delivery_is_a_no_op(stack: Any, client: Any) -> None:
     await asyncio.sleep(0.5)
     assert done["attempts"] == 1
     assert [r.outcome for r in await runs_of(stack, job["id"])] == ["completed"]
+
+
+async def test_paused_worker_loses_its_claim_and_cannot_overwrite(isolated: Any) -> None:
+    import signal
+
+    async with isolated(workers=1) as stack, await stack.client() as client:
+        job = await submit(client, "sleep", {"seconds": 2.5})
+        await wait_for(client, job["id"], {"running"})
+        stack.spawn_worker()
+        paused = stack.workers[0]
+        assert paused.proc is not None
+        paused.proc.send_signal(signal.SIGSTOP)  # alive but frozen: a GC pause, a stalled VM
+        try:
+            deadline = time.monotonic() + 20
+            while len(await runs_of(stack, job["id"])) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        finally:
+            paused.proc.send_signal(signal.SIGCONT)
+        done = await wait_for(client, job["id"], {"completed", "failed"}, timeout=30)
+        await asyncio.sleep(1.5)  # give the resumed worker time to try (and fail) to write
+        final = (await client.get(f"/jobs/{job['id']}")).json()
+        assert final["status"] == "completed" and final["attempts"] == 2 == done["attempts"]
+        runs = await runs_of(stack, job["id"])
+        assert [r.outcome for r in runs] == ["lost", "completed"]
+        assert runs[1].worker_id != runs[0].worker_id
