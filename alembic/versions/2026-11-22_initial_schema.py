@@ -39,7 +39,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(length=255), nullable=False),
         sa.Column("fingerprint", sa.String(length=64), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=False),
-        sa.Column("response_body", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("response_body", postgresql.JSON(astext_type=sa.Text()), nullable=False),
         sa.Column("location", sa.String(length=300), nullable=True),
         sa.Column("job_id", sa.UUID(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),

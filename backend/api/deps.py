@@ -16,7 +16,7 @@ from backend.core.config import Settings
 from backend.db.models import Job
 from backend.domain.errors import IdempotencyKeyMissing
 from backend.services.auth import Principal
-from backend.services.idempotency import IdempotencyRequest, fingerprint, parse_idempotency_key
+from backend.services.idempotency import IdempotencyRequest, fingerprint, parse_idempotency_header
 from backend.services.jobs import JobService
 from backend.services.storage import Storage
 
@@ -107,7 +107,7 @@ async def idempotency_request(
         if settings.idempotency_required:
             raise IdempotencyKeyMissing()
         return None
-    key = parse_idempotency_key(idempotency_key)
+    key = parse_idempotency_header(request.headers.getlist("Idempotency-Key"))
     try:
         body = json.loads(await request.body() or b"null")
     except ValueError:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
@@ -11,6 +13,8 @@ from backend.api.deps import OwnedJobDep, StorageDep
 from backend.domain.enums import JobStatus
 from backend.domain.errors import ResultGone, ResultNotReady
 from backend.services.ranges import RangeNotSatisfiable, none_match, parse_range, strong_etag
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -24,6 +28,15 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def content_disposition(filename: str) -> str:
+    """`attachment` with a quoted ASCII filename, plus RFC 8187 `filename*` when it is not plain ASCII."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
+    value = f'attachment; filename="{fallback}"'
+    if fallback != filename:
+        value += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return value
+
+
 @router.get("/{job_id}/download", responses=RESPONSES, response_class=Response)
 @router.head("/{job_id}/download", responses=RESPONSES, response_class=Response, operation_id="head_download")
 async def download_result(
@@ -34,22 +47,24 @@ async def download_result(
     if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
     if_range: Annotated[str | None, Header(alias="If-Range")] = None,
 ) -> Response:
-    """Download the job's file."""
+    """Download the job's file (GET or HEAD); a single `Range` is honoured, `If-None-Match` gives 304."""
     meta = job.result_file
     if job.status != JobStatus.COMPLETED or not meta:
         raise ResultNotReady(f"Job is {job.status}; no file to download")
     size = await storage.size(meta["key"])
-    if size is None:
+    if size is None or size != meta["size_bytes"]:
+        if size is not None:  # the bytes are not the ones the row (and so the ETag) describes
+            log.error("result file size differs from its record", extra={"job_id": str(job.id)})
         raise ResultGone("Result file not found (purged or missing)")
     etag = strong_etag(meta["sha256"])
-    headers = {
-        "ETag": etag,
-        "Accept-Ranges": "bytes",
-        "Content-Disposition": f'attachment; filename="{meta["filename"]}"',
-        "Cache-Control": "private, max-age=0, must-revalidate",
-    }
+    validators = {"ETag": etag, "Cache-Control": "private, max-age=0, must-revalidate"}
     if none_match(if_none_match, etag):
-        return Response(status_code=304, headers=headers)
+        return Response(status_code=304, headers=validators)
+    headers = {
+        **validators,
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": content_disposition(meta["filename"]),
+    }
     try:
         wanted = parse_range(range_, size) if if_range in (None, etag) else None
     except RangeNotSatisfiable:

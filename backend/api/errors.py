@@ -23,7 +23,9 @@ STATUS_BY_ERROR: dict[type[errors.PlatformError], int] = {
     errors.IdempotencyKeyInvalid: 400,
     errors.IdempotencyKeyMissing: 400,
     errors.IdempotencyKeyReused: 422,
+    errors.IdempotencyKeyInFlight: 409,
 }
+RETRY_AFTER_S = "1"
 
 
 async def platform_error(_: Request, exc: Exception) -> JSONResponse:
@@ -32,7 +34,8 @@ async def platform_error(_: Request, exc: Exception) -> JSONResponse:
     body: dict[str, Any] = {"detail": str(exc)}
     if isinstance(exc, errors.IdempotencyKeyReused):
         body["error"] = "idempotency_key_reused"
-    return JSONResponse(body, status_code=code)
+    headers = {"Retry-After": RETRY_AFTER_S} if isinstance(exc, errors.IdempotencyKeyInFlight) else None
+    return JSONResponse(body, status_code=code, headers=headers)
 
 
 JOB_TYPES = ", ".join(t.value for t in JobType)

@@ -21,7 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSON, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.db.base import Base
@@ -128,7 +128,8 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(String(255), nullable=False)
     fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
     status_code: Mapped[int] = mapped_column(Integer, nullable=False)
-    response_body: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    # JSON, not JSONB: a replay must return the first response's keys in their original order.
+    response_body: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     location: Mapped[str | None] = mapped_column(String(300))
     job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     created_at: Mapped[datetime] = _now()

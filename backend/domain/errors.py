@@ -34,6 +34,10 @@ class IdempotencyKeyMissing(PlatformError):
     """Idempotency-Key header is required"""
 
 
+class IdempotencyKeyInFlight(PlatformError):
+    """Idempotency-Key is in use by another request; retry shortly"""
+
+
 class IdempotencyKeyReused(PlatformError):
     """Idempotency-Key was already used with a different request (method, path or body)"""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,13 @@ def parse_idempotency_key(header: str) -> str:
     if not 1 <= len(value) <= MAX_KEY_LENGTH:
         raise IdempotencyKeyInvalid()
     return value
+
+
+def parse_idempotency_header(lines: Sequence[str]) -> str:
+    """The key named by a request's Idempotency-Key field lines; two lines are ambiguous, so 400."""
+    if len(lines) != 1:
+        raise IdempotencyKeyInvalid("Idempotency-Key must be sent exactly once")
+    return parse_idempotency_key(lines[0])
 
 
 def canonical_json(body: Any) -> str:

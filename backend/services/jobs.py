@@ -16,7 +16,7 @@ from backend.core.config import Settings
 from backend.core.ids import uuid7
 from backend.db.models import Job
 from backend.domain.enums import JobStatus, JobType
-from backend.domain.errors import IdempotencyKeyReused, JobNotFound, JobStateConflict
+from backend.domain.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, JobNotFound, JobStateConflict
 from backend.domain.jobs import JobCreateBase, JobPublic, ResultFile
 from backend.repo.idempotency import IdempotencyRepository
 from backend.repo.jobs import JobFilters, JobRepository
@@ -137,8 +137,8 @@ class JobService:
         ttl = self.settings.idempotency_ttl_hours * 3600
         record = await IdempotencyRepository(self.session).get_live(owner_id, idem.key, ttl)
         if record is None:
-            # The live record expired between our insert attempt and this read: the key is free again.
-            raise JobStateConflict("Idempotency-Key is being reused; retry the request")
+            # The live record expired between our insert attempt and this read: a retry will take it over.
+            raise IdempotencyKeyInFlight()
         if record.fingerprint != idem.fingerprint:
             raise IdempotencyKeyReused()
         return Submitted(record.status_code, record.response_body, record.location, replayed=True)

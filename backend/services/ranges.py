@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+_BYTE_RANGE = re.compile(r"bytes[ \t]*=[ \t]*([0-9]*)-([0-9]*)", re.IGNORECASE | re.ASCII)
 
 
 class RangeNotSatisfiable(Exception):
@@ -38,33 +41,26 @@ def none_match(if_none_match: str | None, etag: str) -> bool:
 def parse_range(header: str | None, size: int) -> ByteRange | None:
     """The single byte range asked for; None means "send the whole file".
 
-    Multiple ranges and unknown units are ignored (a full 200 is a valid answer); a syntactically
-    valid range that starts past the end raises RangeNotSatisfiable (416).
+    A header that is malformed, names another unit or asks for several ranges is ignored (a full 200
+    is a valid answer, RFC 9110 §14.2); a well-formed range that no byte of the file satisfies raises
+    RangeNotSatisfiable (416).
     """
     if not header:
         return None
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
+    match = _BYTE_RANGE.fullmatch(header.strip())
+    if match is None:
         return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash:
-        return None
-    try:
-        if first == "":
-            suffix = int(last)
-            if suffix <= 0:
-                raise RangeNotSatisfiable()
-            return ByteRange(max(size - suffix, 0), size - 1) if size else _unsatisfiable()
+    first, last = match.group(1), match.group(2)
+    if first:
         start = int(first)
-        end = int(last) if last else size - 1
-    except ValueError:
-        return None
-    if start < 0 or end < start:
-        return None
-    if start >= size:
+        if last and int(last) < start:
+            return None  # invalid, so ignored
+        if start >= size:
+            raise RangeNotSatisfiable()
+        return ByteRange(start, min(int(last), size - 1) if last else size - 1)
+    if not last:
+        return None  # "bytes=-" is not a range
+    suffix = int(last)
+    if suffix == 0 or size == 0:
         raise RangeNotSatisfiable()
-    return ByteRange(start, min(end, size - 1))
-
-
-def _unsatisfiable() -> ByteRange:
-    raise RangeNotSatisfiable()
+    return ByteRange(max(size - suffix, 0), size - 1)

@@ -42,6 +42,10 @@ class Storage(Protocol):
         """Whether `key` exists."""
         ...
 
+    async def delete(self, key: str) -> bool:
+        """Remove `key`; False if it was not there."""
+        ...
+
     async def delete_job_files(self, job_id: uuid.UUID) -> int:
         """Delete every file of a job (published or scratch); returns how many."""
         ...
@@ -53,6 +57,16 @@ class Storage(Protocol):
     async def clear_scratch(self, job_id: uuid.UUID) -> None:
         """Remove leftovers of an earlier, interrupted run of the job."""
         ...
+
+
+def _replace_durably(scratch: Path, target: Path) -> None:
+    """Rename, then fsync the folder so the new name survives a power cut."""
+    os.replace(scratch, target)
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def file_key(job_id: uuid.UUID, filename: str) -> str:
@@ -80,9 +94,9 @@ class LocalStorage:
         return folder / f".{filename}.{uuid.uuid4().hex[:12]}{PART_SUFFIX}"
 
     async def put(self, key: str, scratch: Path) -> None:
-        """Atomic rename over any previous version."""
+        """Atomic rename over any previous version (readers see the old file or the new, never a mix)."""
         target = self._path(key)
-        await anyio.to_thread.run_sync(os.replace, scratch, target)
+        await anyio.to_thread.run_sync(_replace_durably, scratch, target)
 
     async def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Read in 1 MiB chunks, each read in a thread so the event loop never blocks on disk."""
@@ -113,6 +127,15 @@ class LocalStorage:
     async def exists(self, key: str) -> bool:
         """Whether the file is there."""
         return await self.size(key) is not None
+
+    async def delete(self, key: str) -> bool:
+        """Unlink the file; False when it was already gone."""
+        path = self._path(key)
+        try:
+            await anyio.to_thread.run_sync(path.unlink)
+        except FileNotFoundError:
+            return False
+        return True
 
     async def delete_job_files(self, job_id: uuid.UUID) -> int:
         """Remove the job's folder."""
