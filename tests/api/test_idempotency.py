@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import socket
 import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -333,14 +332,3 @@ async def test_fifty_concurrent_connections_to_uvicorn_make_one_job(stack: Stack
         responses = await asyncio.gather(*(post(client, job_body(13), key) for _ in range(50)))
         job_id = assert_one_winner(responses)
         assert await job_ids(client) == [job_id]
-
-
-async def timed_posts(client: httpx.AsyncClient, key_for: Any, n: int) -> list[float]:
-    """Latency in ms of `n` sequential POST /jobs, the key of request i given by `key_for(i)`."""
-    samples = []
-    for i in range(n):
-        started = time.perf_counter()
-        response = await post(client, job_body(i), key_for(i))
-        samples.append((time.perf_counter() - started) * 1000)
-        assert response.status_code == 201, response.text
-    return samples
