@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import sys
 from pathlib import Path
 
 from backend.core.config import Settings, get_settings
@@ -95,6 +97,14 @@ def main(argv: list[str] | None = None) -> None:
     keys = sub.add_parser("keys", help="manage API keys")
     keys.add_argument("action", choices=["create", "list", "revoke"])
     keys.add_argument("name", nargs="?", help="name (create) or key prefix (revoke)")
+    sub_job = sub.add_parser("submit", help="submit a job over HTTP (optionally wait and download)")
+    sub_job.add_argument("type", help="job type, e.g. csv_report")
+    sub_job.add_argument("--payload", default="{}", help="payload JSON")
+    sub_job.add_argument("--wait", action="store_true", help="wait for the job with a progress bar")
+    sub_job.add_argument("--download", type=Path, help="save the result file here (implies --wait)")
+    sub_job.add_argument("--url", help="API base URL (default http://HOST:PORT)")
+    sub_job.add_argument("--api-key", help="API key (default: $JOBPLATFORM_API_KEY or $BOOTSTRAP_API_KEY)")
+    sub_job.add_argument("--idempotency-key", help="reuse a key to make a retried submit safe")
     args = parser.parse_args(argv)
 
     settings = get_settings()
@@ -115,6 +125,27 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(_purge(args.dry_run))
     elif args.command == "keys":
         asyncio.run(_keys(args.action, args.name))
+    elif args.command == "submit":
+        raise SystemExit(_submit(args, settings))
+
+
+def _submit(args: argparse.Namespace, settings: Settings) -> int:
+    from backend.submit import submit
+
+    key = args.api_key or os.environ.get("JOBPLATFORM_API_KEY") or settings.bootstrap_api_key
+    if not key:
+        print("no API key: pass --api-key or set JOBPLATFORM_API_KEY", file=sys.stderr)
+        return 2
+    url = args.url or f"http://{settings.host}:{settings.port}"
+    return submit(
+        url,
+        key,
+        args.type,
+        args.payload,
+        wait=args.wait,
+        download=args.download,
+        idempotency_key=args.idempotency_key,
+    )
 
 
 if __name__ == "__main__":

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 from sqlalchemy import select
@@ -19,7 +17,7 @@ from backend.core.config import Settings
 from backend.db.models import IdempotencyKey
 from backend.db.session import make_engine, make_sessionmaker
 from backend.repo.idempotency import IdempotencyRepository
-from tests.utils.stack import ROOT, Stack, settings_env, start_valkey, wait_for
+from tests.utils.stack import Stack, serve_api, start_valkey, wait_for
 
 IDEM = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
@@ -275,52 +273,6 @@ async def test_fifty_concurrent_requests_make_one_job(stack: Stack, client: http
     job_id = assert_one_winner(responses)
     assert await job_ids(client) == [job_id]
     assert len(await records(stack.settings, key)) == 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def open_log(path: Path) -> IO[bytes]:
-    return path.open("ab")
-
-
-def read_log(path: Path) -> str:
-    return path.read_text(errors="replace")
-
-
-@contextlib.asynccontextmanager
-async def serve_api(settings: Settings, log_path: Path) -> AsyncIterator[str]:
-    """A real `jobplatform api` (uvicorn) process on this stack; yields its base URL."""
-    port = free_port()
-    env = {**settings_env(settings), "PORT": str(port), "HOST": "127.0.0.1"}
-    with open_log(log_path) as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "backend.cli", "api", env=env, cwd=ROOT, stdout=log, stderr=log
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base) as probe:
-            for _ in range(300):
-                assert proc.returncode is None, read_log(log_path)
-                with contextlib.suppress(httpx.TransportError):
-                    if (await probe.get("/health")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError(f"API did not start: {read_log(log_path)}")
-        yield base
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 15)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_fifty_concurrent_connections_to_uvicorn_make_one_job(stack: Stack, tmp_path: Path) -> None:

@@ -126,7 +126,7 @@ async def test_paused_worker_loses_its_claim_and_cannot_overwrite(isolated: Any)
         paused.proc.send_signal(signal.SIGSTOP)  # alive but frozen: a GC pause, a stalled VM
         try:
             deadline = time.monotonic() + 20
-            while len(await runs_of(stack, job["id"])) < 2 and time.monotonic() < deadline:
+            while len(await runs_of(stack, job["id"])) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
         finally:
             paused.proc.send_signal(signal.SIGCONT)

@@ -14,13 +14,13 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from asgi_lifespan import LifespanManager
 
 from backend.core.config import Settings
-from backend.core.embedded import EmbeddedValkey, create_database, database_url
+from backend.core.embedded import EmbeddedValkey, create_database, database_url, free_port
 from backend.db.session import make_engine, make_sessionmaker
 from backend.main import create_app
 from backend.services.auth import create_key
@@ -203,3 +203,44 @@ def start_valkey(tmp: Path) -> EmbeddedValkey:
     server = EmbeddedValkey(tmp)
     server.start()
     return server
+
+
+def open_log(path: Path) -> IO[bytes]:
+    """A log file to append a subprocess's output to."""
+    return path.open("ab")
+
+
+def read_log(path: Path) -> str:
+    """A subprocess's log, for assertion messages."""
+    return path.read_text(errors="replace")
+
+
+@contextlib.asynccontextmanager
+async def serve_api(settings: Settings, log_path: Path) -> AsyncIterator[str]:
+    """A real `jobplatform api` (uvicorn) process on this stack; yields its base URL."""
+    port = free_port()
+    env = {**settings_env(settings), "PORT": str(port), "HOST": "127.0.0.1"}
+    with open_log(log_path) as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "backend.cli", "api", env=env, cwd=ROOT, stdout=log, stderr=log
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as probe:
+            for _ in range(300):
+                assert proc.returncode is None, read_log(log_path)
+                with contextlib.suppress(httpx.TransportError):
+                    if (await probe.get("/health")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"API did not start: {read_log(log_path)}")
+        yield base
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
