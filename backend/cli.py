@@ -14,12 +14,21 @@ from backend.core.logging import configure_logging
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def migrations_root() -> Path:
+    """The folder holding alembic.ini: the source tree (editable install), else the working directory."""
+    for candidate in (Path(os.environ.get("MIGRATIONS_DIR", ROOT)), ROOT, Path.cwd()):
+        if (candidate / "alembic.ini").exists():
+            return candidate
+    raise SystemExit("alembic.ini not found: run from the project folder or set MIGRATIONS_DIR")
+
+
 def alembic_config(database_url: str | None = None) -> object:
-    """Alembic's config pointing at this repository's migrations."""
+    """Alembic's config pointing at this project's migrations."""
     from alembic.config import Config
 
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "alembic"))
+    root = migrations_root()
+    cfg = Config(str(root / "alembic.ini"))
+    cfg.set_main_option("script_location", str(root / "alembic"))
     if database_url:
         cfg.attributes["database_url"] = database_url
     return cfg
