@@ -61,3 +61,4 @@ class JobContext:
     storage: Storage
     sessions: async_sessionmaker[AsyncSession]
     progress: Progress = field(default_factory=Progress)
+    run_id: str = "run"  # names this run's files, so a stale run can never replace the recorded one

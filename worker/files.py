@@ -1,13 +1,24 @@
-"""Writing a result file: scratch file, running sha256 and size, then an atomic publish."""
+"""Writing a result file: scratch file, running sha256 and size, then an atomic publish.
+
+A handler writes into `scratch_file(...)`; only a run that finishes writing gets a closed, fsynced
+scratch file, and only `publish` makes it visible under its final key (one rename). A run that fails,
+is cancelled or times out deletes its scratch file; one that is killed leaves it behind, and the next
+run of the job sweeps it away before it starts, so a re-run leaves exactly one complete file.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO
 
-from backend.services.storage import Storage, file_key
+import anyio
+
+from backend.services.storage import file_key
 from worker.context import FileInfo, JobContext
 
 WRITE_BUFFER = 1024 * 1024
@@ -28,28 +39,39 @@ class HashingWriter:
         self.size += len(data)
         self._file.write(data)
 
-    def close(self) -> None:
-        """Flush and close the file."""
+    def finish(self) -> None:
+        """Flush, fsync and close: the bytes are on disk before anyone can rename the file into view."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
         self._file.close()
 
-    def __enter__(self) -> HashingWriter:
-        return self
+    def discard(self) -> None:
+        """Close and delete the unfinished file."""
+        with contextlib.suppress(OSError):  # a failed flush (disk full) must not stop the delete
+            self._file.close()
+        self.path.unlink(missing_ok=True)
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-        if exc_type is not None:
-            self.path.unlink(missing_ok=True)
+
+@asynccontextmanager
+async def scratch_file(ctx: JobContext, filename: str) -> AsyncIterator[HashingWriter]:
+    """A writer on a fresh scratch file for this job; finished on success, deleted on any error.
+
+    Leftovers of an earlier run that was killed are removed first: the claim guarantees this is the
+    only live run of the job.
+    """
+    await ctx.storage.clear_scratch(ctx.job_id)
+    path = ctx.storage.scratch_path(ctx.job_id, filename)
+    writer = await anyio.to_thread.run_sync(HashingWriter, path)
+    try:
+        yield writer
+        await anyio.to_thread.run_sync(writer.finish)
+    except BaseException:
+        await anyio.to_thread.run_sync(writer.discard)  # not abandoned on cancel: the thread finishes
+        raise
 
 
 async def publish(ctx: JobContext, writer: HashingWriter, filename: str, content_type: str) -> FileInfo:
-    """Move a finished scratch file to its final key and describe it."""
-    key = file_key(ctx.job_id, filename)
+    """Move a finished scratch file to this run's own key; the fenced completion picks the run that counts."""
+    key = file_key(ctx.job_id, f"{ctx.run_id}-{filename}")
     await ctx.storage.put(key, writer.path)
     return FileInfo(key, filename, writer.size, writer.sha256.hexdigest(), content_type)
-
-
-def scratch_writer(storage: Storage, ctx: JobContext, filename: str) -> HashingWriter:
-    """A writer on a fresh scratch file for this job."""
-    return HashingWriter(storage.scratch_path(ctx.job_id, filename))

@@ -76,7 +76,15 @@ class Runtime:
         return claim
 
     async def _run_claimed(self, claim: Claim, spec: TaskSpec) -> None:
-        ctx = JobContext(claim.job_id, claim.owner_id, claim.attempt, self.storage, self.sessions, Progress())
+        ctx = JobContext(
+            claim.job_id,
+            claim.owner_id,
+            claim.attempt,
+            self.storage,
+            self.sessions,
+            Progress(),
+            claim.token.hex[:12],
+        )
         state = RunState()
         handler = asyncio.create_task(self._execute(ctx, spec, claim))
         heartbeat = asyncio.create_task(self._heartbeat(claim, ctx.progress, handler, state))
@@ -102,8 +110,6 @@ class Runtime:
 
     async def _execute(self, ctx: JobContext, spec: TaskSpec, claim: Claim) -> Outcome:
         payload = spec.payload_model.model_validate(claim.payload)
-        if claim.attempt > 1:
-            await self.storage.clear_scratch(claim.job_id)
         async with asyncio.timeout(self.timeout_of(claim.type, spec)):
             return await spec.handler(ctx, payload)
 
@@ -141,8 +147,15 @@ class Runtime:
     async def _complete(self, claim: Claim, outcome: Outcome) -> None:
         result = json.dumps(outcome.result)
         file = json.dumps(outcome.file.as_json() if outcome.file else None)
-        if not await self._write(lambda r: r.complete(claim, result, file)):
+        completed = await self._write(lambda r: r.complete(claim, result, file))
+        if not completed:
             log.warning("completion discarded: claim lost", extra={"job_id": str(claim.job_id)})
+        if outcome.file is None:
+            return
+        if completed:  # earlier runs' files go; a stale run's file (its claim lost) deletes itself
+            await self.storage.prune(claim.job_id, keep=outcome.file.key)
+        else:
+            await self.storage.delete(outcome.file.key)
 
     async def _failed_attempt(self, claim: Claim, error: str) -> None:
         extra = {"job_id": str(claim.job_id), "attempt": claim.attempt, "error": error}

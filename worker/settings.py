@@ -136,7 +136,18 @@ async def standalone_runtime(settings: Settings) -> AsyncIterator[Runtime]:
 def run_worker(settings: Settings | None = None) -> None:
     """Run a worker in the foreground until SIGINT/SIGTERM."""
     settings = settings or get_settings()
-    Worker(**worker_kwargs(settings)).run()
+    worker = Worker(**worker_kwargs(settings))
+    # arq marks a picked-up delivery "in progress" for the longest function timeout + 10 s (an hour
+    # here), so a worker killed between pick-up and claim would strand the delivery that long. Our
+    # lease protects a claimed job instead, so the marker only has to cover pick-up → claim: after it
+    # lapses another worker re-picks the delivery, and the claim makes that a no-op if the job runs.
+    worker.in_progress_timeout_s = delivery_lock_seconds(settings)
+    worker.run()
+
+
+def delivery_lock_seconds(settings: Settings) -> float:
+    """How long arq's in-progress marker of a delivery lives."""
+    return max(2 * settings.lease_seconds, 5.0)
 
 
 class WorkerSettings:

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Discriminator, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Discriminator, Field, field_validator
 
 from backend.domain.enums import JobStatus, JobType
 from backend.domain.payloads import CsvReportPayload, JobsExportPayload, NumbersPayload, SleepPayload
@@ -20,6 +20,13 @@ class JobCreateBase(BaseModel):
     name: str | None = Field(default=None, max_length=200, description="Optional label for people.")
     max_attempts: int | None = Field(default=None, ge=1, le=20, description="Attempts before `failed`.")
     scheduled_at: AwareDatetime | None = Field(default=None, description="Do not start before this time.")
+
+    @field_validator("name")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class CsvReportCreate(JobCreateBase):

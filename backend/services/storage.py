@@ -58,6 +58,10 @@ class Storage(Protocol):
         """Remove leftovers of an earlier, interrupted run of the job."""
         ...
 
+    async def prune(self, job_id: uuid.UUID, keep: str) -> int:
+        """Delete every file of the job except `keep` (older runs' results); returns how many."""
+        ...
+
 
 def _replace_durably(scratch: Path, target: Path) -> None:
     """Rename, then fsync the folder so the new name survives a power cut."""
@@ -174,3 +178,17 @@ class LocalStorage:
                     p.unlink(missing_ok=True)
 
         await anyio.to_thread.run_sync(_clear)
+
+    async def prune(self, job_id: uuid.UUID, keep: str) -> int:
+        """Delete the job's other files: results of earlier or stale runs."""
+        folder, kept = self.root / str(job_id), self._path(keep)
+
+        def _prune() -> int:
+            if not folder.exists():
+                return 0
+            others = [p for p in folder.iterdir() if p.is_file() and p.resolve() != kept]
+            for p in others:
+                p.unlink(missing_ok=True)
+            return len(others)
+
+        return await anyio.to_thread.run_sync(_prune)

@@ -153,3 +153,8 @@ async def test_events_stream_until_terminal(client: httpx.AsyncClient) -> None:
     statuses = [e["status"] for e in events]
     assert statuses[-1] == "completed" and "running" in statuses
     assert any(0 < e["progress"] < 1 for e in events)
+
+
+async def test_nul_in_name_is_422_not_500(client: httpx.AsyncClient) -> None:
+    r = await client.post("/jobs", json={"type": "sleep", "payload": {"seconds": 0}, "name": "a\u0000b"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "sleep", "name"]

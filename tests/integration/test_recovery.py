@@ -137,3 +137,44 @@ async def test_paused_worker_loses_its_claim_and_cannot_overwrite(isolated: Any)
         runs = await runs_of(stack, job["id"])
         assert [r.outcome for r in runs] == ["lost", "completed"]
         assert runs[1].worker_id != runs[0].worker_id
+
+
+async def test_paused_worker_cannot_replace_the_recorded_file(isolated: Any) -> None:
+    import hashlib
+    import signal
+
+    async with isolated(workers=1) as stack, await stack.client() as client:
+        job = await submit(client, "csv_report", {"rows": 3_000_000, "seed": 5})
+        await wait_for(client, job["id"], {"running"})
+        stack.spawn_worker()
+        paused = stack.workers[0]
+        assert paused.proc is not None
+        paused.proc.send_signal(signal.SIGSTOP)
+        try:
+            done = await wait_for(client, job["id"], {"completed", "failed"}, timeout=60)
+        finally:
+            paused.proc.send_signal(signal.SIGCONT)
+        assert done["status"] == "completed" and done["attempts"] == 2
+        folder = stack.settings.resolved_results_dir / job["id"]
+        deadline = time.monotonic() + 30  # the resumed worker finishes its (now stale) run, then cleans up
+        while time.monotonic() < deadline and len(list(folder.iterdir())) != 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1)
+        files = list(folder.iterdir())
+        assert len(files) == 1, files
+        body = (await client.get(f"/jobs/{job['id']}/download")).content
+        assert hashlib.sha256(body).hexdigest() == done["result_file"]["sha256"]
+
+
+async def test_arq_in_progress_marker_is_short_lived(stack: Any, client: Any) -> None:
+    """A worker killed between pick-up and claim must not strand the delivery for arq's hour-long marker."""
+    from worker.settings import delivery_lock_seconds
+
+    job = await submit(client, "sleep", {"seconds": 1})
+    await wait_for(client, job["id"], {"running"})
+    r = aioredis.from_url(stack.settings.require_redis_url())
+    try:
+        ttl_ms = await r.pttl(f"arq:in-progress:{job['id']}:0")
+    finally:
+        await r.aclose()
+    assert 0 < ttl_ms <= delivery_lock_seconds(stack.settings) * 1000

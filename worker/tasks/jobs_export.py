@@ -1,7 +1,9 @@
 """`jobs_export`: the caller's jobs streamed from PostgreSQL (server-side cursor) into a CSV file.
 
-Cells users control are neutralised against spreadsheet formula injection (OWASP "CSV Injection"):
-a cell starting with = + - @ TAB or CR gets a leading apostrophe, and the csv module quotes it.
+Cells are neutralised against spreadsheet formula injection as OWASP "CSV Injection" advises: a cell
+that starts with = + - @ TAB or CR gets a leading apostrophe, so spreadsheets show it as text, and
+every cell is quoted (inner quotes doubled), so a comma, semicolon or line break inside a cell cannot
+start a new cell whose first character is a trigger, whatever separator the spreadsheet assumes.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from backend.db.models import Job
 from backend.domain.payloads import JobsExportPayload
 from backend.repo.jobs import JobFilters, JobRepository
 from worker.context import JobContext, Outcome
-from worker.files import HashingWriter, publish, scratch_writer
+from worker.files import HashingWriter, publish, scratch_file
 
 TIMEOUT_S = 3600
 BATCH_ROWS = 2000
@@ -28,7 +30,7 @@ FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def neutralise(cell: Any) -> str:
-    """A cell value safe to open in a spreadsheet."""
+    """A cell value safe to open in a spreadsheet (every cell, not only the ones users type)."""
     if cell is None:
         return ""
     text = cell.isoformat() if hasattr(cell, "isoformat") else str(cell)
@@ -38,7 +40,7 @@ def neutralise(cell: Any) -> str:
 def format_rows(rows: Sequence[Sequence[Any]]) -> bytes:
     """CSV text for a batch of rows."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
     writer.writerows([neutralise(c) for c in row] for row in rows)
     return buffer.getvalue().encode()
 
@@ -75,7 +77,7 @@ async def handle(ctx: JobContext, payload: JobsExportPayload) -> Outcome:
     filters = _filters(payload)
     total = await _count(ctx, filters)
     filename = f"jobs-export-{ctx.job_id}.csv"
-    with scratch_writer(ctx.storage, ctx, filename) as writer:
+    async with scratch_file(ctx, filename) as writer:
         written = await _stream_into(ctx, writer, filters, total)
     info = await publish(ctx, writer, filename, CONTENT_TYPE)
     return Outcome(result={"rows": written}, file=info)
