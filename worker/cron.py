@@ -22,11 +22,20 @@ log = logging.getLogger(__name__)
 RECONCILE_LOCK = 0x6A6F6273_0001  # pg advisory lock ids: "jobs" + n
 PURGE_LOCK = 0x6A6F6273_0002
 RECONCILE_BATCH = 1000
+RECONCILE_IDLE_LIMIT_MS = 10_000
 
 
 async def _try_lock(session: AsyncSession, key: int) -> bool:
     """A transaction-scoped advisory lock: one reconcile (or purge) at a time across all workers."""
     return bool((await session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key})).scalar())
+
+
+async def _guard_against_frozen_holder(session: AsyncSession) -> None:
+    """If this process freezes mid-transaction (SIGSTOP, a stalled VM), PostgreSQL ends its session, so the
+    reconcile lock cannot be held hostage and recovery goes on in the other workers."""
+    await session.execute(
+        text(f"SET LOCAL idle_in_transaction_session_timeout = '{RECONCILE_IDLE_LIMIT_MS}'")
+    )
 
 
 @dataclass
@@ -53,6 +62,7 @@ async def reconcile(rt: Runtime) -> ReconcileReport:
     """Recover running jobs whose lease lapsed, and re-enqueue waiting jobs Redis does not hold."""
     report = ReconcileReport()
     async with rt.sessions() as session:
+        await _guard_against_frozen_holder(session)
         if not await _try_lock(session, RECONCILE_LOCK):
             return report
         repo = JobRepository(session)

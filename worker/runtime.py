@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.core.config import Settings
+from backend.db.session import autocommit_sessions
 from backend.domain.errors import PermanentJobError
 from backend.repo.jobs import Claim, JobRepository
 from backend.services.dispatch import Dispatcher
@@ -53,6 +54,7 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.writes = autocommit_sessions(sessions)  # every run-state write is one statement
         self.storage = storage
         self.dispatcher = dispatcher
         self.worker_id = worker_id
@@ -70,7 +72,7 @@ class Runtime:
         await self._run_claimed(claim, spec)
 
     async def _claim(self, job_id: uuid.UUID) -> Claim | None:
-        async with self.sessions() as session:
+        async with self.writes() as session:
             claim = await JobRepository(session).claim(job_id, self.worker_id, self.settings.lease_seconds)
             await session.commit()
         return claim
@@ -124,7 +126,7 @@ class Runtime:
         while True:
             await asyncio.sleep(interval)
             try:
-                async with self.sessions() as session:
+                async with self.writes() as session:
                     cancel = await JobRepository(session).heartbeat(
                         claim, self.settings.lease_seconds, progress.value
                     )
@@ -180,7 +182,7 @@ class Runtime:
             await self.dispatcher.enqueue(claim.job_id, row.attempts, row.scheduled_at)
 
     async def _write(self, op: Any) -> Any:
-        async with self.sessions() as session:
+        async with self.writes() as session:
             result = await op(JobRepository(session))
             await session.commit()
         return result

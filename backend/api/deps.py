@@ -13,11 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.api.state import AppState
 from backend.core.config import Settings
-from backend.db.models import Job
 from backend.domain.errors import IdempotencyKeyMissing
 from backend.services.auth import Principal
 from backend.services.idempotency import IdempotencyRequest, fingerprint, parse_idempotency_header
-from backend.services.jobs import JobService
+from backend.services.jobs import JobRow, JobService
 from backend.services.storage import Storage
 
 api_key_header = APIKeyHeader(
@@ -25,7 +24,7 @@ api_key_header = APIKeyHeader(
 )
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     """The application's shared resources."""
     state: AppState = request.app.state.platform
     return state
@@ -34,7 +33,7 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> Settings:
+async def get_settings(state: StateDep) -> Settings:
     """The settings this app was built with."""
     return state.settings
 
@@ -43,8 +42,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
-    """One session per request, closed (and rolled back if uncommitted) afterwards."""
-    async with state.sessions() as session:
+    """One autocommit session per request: single statements need no BEGIN/COMMIT round trips."""
+    async with state.autocommit() as session:
         yield session
 
 
@@ -66,23 +65,23 @@ async def current_key(state: StateDep, raw: Annotated[str | None, Security(api_k
 CurrentKey = Annotated[Principal, Depends(current_key)]
 
 
-def get_job_service(session: SessionDep, state: StateDep) -> JobService:
+async def get_job_service(session: SessionDep, state: StateDep) -> JobService:
     """Job rules bound to this request's session."""
-    return JobService(session, state.settings, state.dispatcher)
+    return JobService(session, state.settings, state.dispatcher, state.sessions)
 
 
 JobServiceDep = Annotated[JobService, Depends(get_job_service)]
 
 
-async def valid_owned_job(job_id: uuid.UUID, key: CurrentKey, service: JobServiceDep) -> Job:
+async def valid_owned_job(job_id: uuid.UUID, key: CurrentKey, service: JobServiceDep) -> JobRow:
     """Load the caller's job or answer 404 (another key's job is indistinguishable from none)."""
     return await service.get(key.id, job_id)
 
 
-OwnedJobDep = Annotated[Job, Depends(valid_owned_job)]
+OwnedJobDep = Annotated[JobRow, Depends(valid_owned_job)]
 
 
-def get_storage(state: StateDep) -> Storage:
+async def get_storage(state: StateDep) -> Storage:
     """Result-file storage."""
     return state.storage
 

@@ -107,8 +107,8 @@ async def job_events(job: OwnedJobDep, key: CurrentKey, state: StateDep) -> Stre
 
     async def stream() -> AsyncIterator[str]:
         # Its own session: the request's session is released before a streamed body is sent.
-        async with state.sessions() as session:
-            service = JobService(session, state.settings, state.dispatcher)
+        async with state.autocommit() as session:
+            service = JobService(session, state.settings, state.dispatcher, state.sessions)
             async for update in service.watch(key.id, job.id, EVENTS_POLL_S):
                 yield f"event: job\ndata: {update.model_dump_json()}\n\n"
 

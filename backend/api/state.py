@@ -20,6 +20,7 @@ class AppState:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    autocommit: async_sessionmaker[AsyncSession]
     redis: ArqRedis
     dispatcher: Dispatcher
     authenticator: Authenticator

