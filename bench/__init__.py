@@ -1,0 +1,1 @@
+"""Benchmarks of the platform against its baselines; run with `make bench` (= `python -m bench`)."""

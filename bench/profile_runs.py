@@ -1,0 +1,132 @@
+"""The workloads `--profile` replays under py-spy, one per kind of missed target."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from bench.context import Context
+from bench.http import build_request, download, run_load
+from bench.profiling import Recorder, summarize
+from bench.stack import Proc
+from bench.systems import PlatformSystem
+
+
+@contextlib.asynccontextmanager
+async def recording(ctx: Context, procs: dict[str, Proc], title: str, out: list[str]) -> AsyncIterator[None]:
+    """py-spy on each process for the duration of the block; summaries appended to `out`."""
+    folder = ctx.run_dir / "profiles"
+    folder.mkdir(exist_ok=True)
+    stem = re.sub(r"[^\w.-]+", "_", title)
+    recorders = {name: Recorder(p, folder / f"{stem}-{name}.txt") for name, p in procs.items()}
+    await asyncio.sleep(0.5)  # py-spy attaches
+    try:
+        yield
+    finally:
+        for name, recorder in recorders.items():
+            out += summarize(await asyncio.to_thread(recorder.stop), f"{title}: {name} process")
+
+
+async def _e2e(ctx: Context, out: list[str]) -> None:
+    system = PlatformSystem(ctx.platform, ctx.db)
+    worker = await ctx.platform.spawn_worker()
+    assert ctx.platform.api is not None
+    try:
+        await system.submit(ctx.sizes.warmup_jobs, ctx.sizes.clients, "profile-warm")
+        await system.wait_done("profile-warm", ctx.sizes.warmup_jobs)
+        async with recording(ctx, {"API": ctx.platform.api, "worker": worker}, "end-to-end no-op jobs", out):
+            await system.submit(ctx.sizes.e2e_jobs, ctx.sizes.clients, "profile-e2e")
+            await system.wait_done("profile-e2e", ctx.sizes.e2e_jobs)
+        ctx.platform.stop_workers()
+        # The worker alone: a full queue, drained by a fresh worker.
+        await system.submit(ctx.sizes.e2e_jobs, ctx.sizes.clients, "profile-drain")
+        worker = await ctx.platform.spawn_worker()
+        async with recording(ctx, {"worker": worker}, "one worker draining a full queue", out):
+            await system.wait_done("profile-drain", ctx.sizes.e2e_jobs)
+    finally:
+        ctx.platform.stop_workers()
+
+
+async def _latency(ctx: Context, out: list[str]) -> None:
+    system = PlatformSystem(ctx.platform, ctx.db)
+    worker = await ctx.platform.spawn_worker()
+    assert ctx.platform.api is not None
+    try:
+        n = ctx.sizes.low_load_jobs
+        async with recording(ctx, {"API": ctx.platform.api, "worker": worker}, "low-load submit-start", out):
+            await system.submit_paced(n, ctx.sizes.low_load_gap_s, "profile-low")
+            await system.wait_done("profile-low", n)
+    finally:
+        ctx.platform.stop_workers()
+
+
+async def _post(ctx: Context, out: list[str]) -> None:
+    assert ctx.platform.api is not None
+    request = build_request("POST", "/jobs", ctx.headers, {"type": "sleep", "payload": {"seconds": 0}})
+    async with recording(ctx, {"API": ctx.platform.api}, "POST /jobs under load", out):
+        await run_load(
+            ctx.platform.port, ctx.sizes.clients, lambda _: request, duration=ctx.sizes.profile_seconds
+        )
+
+
+async def _csv(ctx: Context, out: list[str]) -> None:
+    worker = await ctx.platform.spawn_worker()
+    try:
+        async with recording(ctx, {"worker": worker}, "csv_report job", out):
+            rows = ctx.sizes.csv_inprocess_rows * 2
+            job = await ctx.post_job({"type": "csv_report", "payload": {"rows": rows, "seed": 3}})
+            await ctx.wait_job(job["id"])
+    finally:
+        ctx.platform.stop_workers()
+
+
+async def _download(ctx: Context, out: list[str]) -> None:
+    worker = await ctx.platform.spawn_worker()
+    try:
+        job = await ctx.post_job(
+            {"type": "csv_report", "payload": {"rows": ctx.sizes.download_rows, "seed": 4}}
+        )
+        await ctx.wait_job(job["id"])
+    finally:
+        ctx.platform.stop_workers()
+    del worker
+    assert ctx.platform.api is not None
+    path = f"/jobs/{job['id']}/download"
+    async with recording(ctx, {"API": ctx.platform.api}, "download", out):
+        deadline = time.monotonic() + ctx.sizes.profile_seconds
+        while time.monotonic() < deadline:
+            await asyncio.to_thread(download, ctx.platform.port, path, ctx.headers)
+
+
+async def _rss(ctx: Context, out: list[str]) -> None:
+    out += [
+        "### peak RSS",
+        "",
+        "not a CPU question: see the VmHWM figures in Details; no py-spy profile.",
+        "",
+    ]
+
+
+WORKLOADS: dict[str, Callable[[Context, list[str]], Awaitable[None]]] = {
+    "e2e": _e2e,
+    "latency": _latency,
+    "post": _post,
+    "csv": _csv,
+    "download": _download,
+    "rss": _rss,
+}
+
+
+async def profile_missed(ctx: Context) -> None:
+    """Profile every kind of target the run missed; the summaries go into the report."""
+    for key in sorted(ctx.report.missed()):
+        ctx.log(f"profiling: {key}")
+        lines: list[str] = []
+        try:
+            await WORKLOADS[key](ctx, lines)
+        except Exception as exc:  # a failed profile must not lose the measured figures
+            lines.append(f"profiling {key} failed: {exc!r}")
+        ctx.report.profiles += lines

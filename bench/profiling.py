@@ -1,0 +1,105 @@
+"""`--profile`: re-run the workload behind each missed target under py-spy and summarise the hot spots.
+
+py-spy samples a live process from outside (no code changes, `--nonblocking` so it barely slows it);
+its raw output is one line per distinct stack, `frame;frame;...;leaf count`, each frame
+`function (file:line)`. The summary lists where CPU time is spent (leaf lines, "self") and which of
+the project's own functions the time is spent under ("inclusive").
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from bench.stack import ROOT, Proc
+
+FRAME = re.compile(r"^(?P<func>.*) \((?P<file>.*?):(?P<line>\d+)\)$")
+TOP = 12
+
+
+def py_spy() -> str | None:
+    local = Path(sys.executable).parent / "py-spy"
+    return str(local) if local.exists() else shutil.which("py-spy")
+
+
+class Recorder:
+    """py-spy attached to one process until `stop()`."""
+
+    def __init__(self, proc: Proc, out: Path, rate: int = 250) -> None:
+        self.proc = proc
+        self.out = out
+        exe = py_spy()
+        if exe is None:
+            raise RuntimeError("py-spy is not installed (it is in the `bench` extra)")
+        args = [exe, "record", "-p", str(proc.pid), "-r", str(rate), "-f", "raw", "-o", str(out)]
+        self.popen = subprocess.Popen(
+            [*args, "--nonblocking", "--gil"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+
+    def stop(self) -> str:
+        self.popen.send_signal(signal.SIGINT)
+        _, err = self.popen.communicate(timeout=60)
+        if not self.out.exists():
+            raise RuntimeError(f"py-spy wrote nothing: {err.decode(errors='replace')[-500:]}")
+        return self.out.read_text()
+
+
+def short(path: str) -> str:
+    """A readable path: relative to the repository, or from the package down for libraries."""
+    root = str(ROOT) + "/"
+    if path.startswith(root):
+        return path[len(root) :]
+    if "site-packages/" in path:
+        return path.split("site-packages/", 1)[1]
+    if "/lib/python3" in path:
+        return "stdlib/" + path.split("/lib/python3", 1)[1].split("/", 1)[1]
+    return path
+
+
+def parse(raw: str) -> list[tuple[list[tuple[str, str, int]], int]]:
+    """Stacks as lists of (function, file, line), root first, with their sample counts."""
+    stacks = []
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = []
+        for part in stack.split(";"):
+            m = FRAME.match(part)
+            if m:
+                frames.append((m["func"], short(m["file"]), int(m["line"])))
+        if frames:
+            stacks.append((frames, int(count)))
+    return stacks
+
+
+def summarize(raw: str, title: str) -> list[str]:
+    """Markdown: the top leaf lines (self time) and the top project functions (inclusive time)."""
+    stacks = parse(raw)
+    total = sum(n for _, n in stacks)
+    if not total:
+        return [f"### {title}", "", "no samples (the process was idle)", ""]
+    leaves: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
+    for frames, n in stacks:
+        func, file, line = frames[-1]
+        leaves[f"{file}:{line} {func}"] += n
+        for name in {
+            f"{file}:{func}" for func, file, _ in frames if file.startswith(("backend/", "worker/"))
+        }:
+            own[name] += n
+        for package in {file.split("/", 1)[0] for _, file, _ in frames if not file.startswith("<")}:
+            packages[package] += n
+    out = [f"### {title}", "", f"{total} samples (CPU only). Self time by line:", ""]
+    out += [f"- {n / total:5.1%}  {name}" for name, n in leaves.most_common(TOP)]
+    out += ["", "Inclusive time in the project's own functions:", ""]
+    out += [f"- {n / total:5.1%}  {name}" for name, n in own.most_common(TOP)]
+    out += ["", "Inclusive time by package:", ""]
+    out += [f"- {n / total:5.1%}  {name}" for name, n in packages.most_common(TOP)]
+    return [*out, ""]

@@ -1,0 +1,50 @@
+"""How big each scenario runs: `default` (the real run, under 10 minutes on 2 cores) and `tiny` (seconds)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Every knob that sets how long the run takes."""
+
+    name: str
+    clients: int = 32  # concurrent HTTP connections / enqueuers
+    e2e_jobs: int = 2000
+    warmup_jobs: int = 60
+    low_load_jobs: int = 100
+    low_load_gap_s: float = 0.03
+    backlog_jobs: int = 500
+    api_seconds: float = 5.0
+    api_warmup_seconds: float = 1.0
+    csv_inprocess_rows: int = 1_000_000
+    csv_small_rows: int = 100_000
+    csv_large_rows: int = 10_000_000
+    download_rows: int = 2_000_000  # about 100 MB
+    download_repeats: int = 3
+    recovery_trials: int = 5
+    recovery_settings: dict[str, str] = field(default_factory=dict)  # worker env overrides
+    profile_seconds: float = 8.0
+
+
+DEFAULT = Sizes(name="default")
+
+TINY = Sizes(
+    name="tiny",
+    e2e_jobs=100,
+    warmup_jobs=10,
+    low_load_jobs=10,
+    low_load_gap_s=0.02,
+    backlog_jobs=40,
+    api_seconds=0.5,
+    api_warmup_seconds=0.2,
+    csv_inprocess_rows=20_000,
+    csv_small_rows=10_000,
+    csv_large_rows=100_000,
+    download_rows=20_000,
+    download_repeats=1,
+    recovery_trials=1,
+    recovery_settings={"LEASE_SECONDS": "1", "HEARTBEAT_SECONDS": "0.2", "RECONCILE_EVERY_SECONDS": "1"},
+    profile_seconds=1.0,
+)
