@@ -27,7 +27,7 @@ Authenticate with **Authorize** → `X-API-Key`. Retry `POST /jobs` safely with 
 
 async def build_state(settings: Settings) -> AppState:
     """Connect to PostgreSQL and Redis and build the shared services."""
-    engine = make_engine(settings.require_database_url())
+    engine = make_engine(settings.require_database_url(), pool_size=settings.db_pool_size)
     sessions = make_sessionmaker(engine)
     redis = await create_pool(RedisSettings.from_dsn(settings.require_redis_url()))
     if settings.bootstrap_api_key:

@@ -25,6 +25,7 @@ from worker.tasks import MAX_TIMEOUT_S
 log = logging.getLogger(__name__)
 
 ARQ_TIMEOUT_MARGIN_S = 60
+CRON_CONNECTIONS = 3  # reconcile and purge hold a connection each (purge two) besides the jobs
 HEALTH_CHECK_INTERVAL_S = 5
 
 
@@ -54,7 +55,7 @@ def worker_id() -> str:
 def make_startup(settings: Settings) -> Any:
     async def startup(ctx: dict[str, Any]) -> None:
         engine = make_engine(
-            settings.require_database_url(), pool_size=max(5, settings.worker_concurrency // 2)
+            settings.require_database_url(), pool_size=settings.worker_concurrency + CRON_CONNECTIONS
         )
         ctx["engine"] = engine
         ctx["runtime"] = Runtime(

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: float = Field(default=24, gt=0)
     idempotency_required: bool = False
     auth_cache_seconds: float = Field(default=10, ge=0)
+    db_pool_size: int = Field(
+        default=20, ge=1, description="PostgreSQL connections kept open per API process."
+    )
 
     worker_concurrency: int = Field(default=20, ge=1)
     queue_name: str = "arq:queue"

@@ -6,8 +6,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An asyncpg engine; pre-ping off (asyncpg reconnects), modest pool per process."""
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    """An asyncpg engine whose pool holds `pool_size` connections open.
+
+    The pool must cover the usual concurrency: connections beyond it (overflow) are closed when
+    returned, and opening one costs a PostgreSQL backend start per request under load.
+    """
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size // 2, pool_recycle=1800)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import Row, Table, and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Job, JobRun
@@ -140,6 +140,22 @@ _RECOVER_LAPSED_SQL = text(
 )
 
 
+# Built once: constructing and coercing an INSERT per request costs more than executing it.
+_INSERT = (
+    insert(JOBS)
+    .values(
+        id=bindparam("id"),
+        owner_id=bindparam("owner_id"),
+        type=bindparam("type"),
+        name=bindparam("name"),
+        payload=bindparam("payload", type_=JOBS.c.payload.type),
+        max_attempts=bindparam("max_attempts"),
+        scheduled_at=func.coalesce(bindparam("scheduled_at", type_=JOBS.c.scheduled_at.type), func.now()),
+    )
+    .returning(*JOBS.c)
+)
+
+
 class JobRepository:
     """SQL for jobs, bound to one session."""
 
@@ -148,8 +164,8 @@ class JobRepository:
 
     async def insert(self, values: dict[str, Any]) -> Row[Any]:
         """Insert a new job; one round trip, server defaults returned."""
-        stmt = insert(JOBS).values(**values).returning(*JOBS.c)
-        return (await self.session.execute(stmt)).one()
+        params = {"scheduled_at": None, **values}
+        return (await self.session.execute(_INSERT, params)).one()
 
     async def get_owned(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Row[Any] | None:
         """The job if it exists and belongs to the owner."""
