@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 RECONCILE_LOCK = 0x6A6F6273_0001  # pg advisory lock ids: "jobs" + n
 PURGE_LOCK = 0x6A6F6273_0002
 RECONCILE_BATCH = 1000
-RECONCILE_IDLE_LIMIT_MS = 10_000
+RECONCILE_IDLE_LIMIT_MS = 5_000
 
 
 async def _try_lock(session: AsyncSession, key: int) -> bool:

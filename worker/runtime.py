@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.core.config import Settings
-from backend.db.session import autocommit_sessions
+from backend.db.session import autocommit_engine
 from backend.domain.errors import PermanentJobError
 from backend.repo.jobs import Claim, JobRepository
 from backend.services.dispatch import Dispatcher
@@ -54,7 +54,8 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.sessions = sessions
-        self.writes = autocommit_sessions(sessions)  # every run-state write is one statement
+        self.writes = autocommit_engine(sessions)  # every run-state write is one statement
+        self.heartbeat_interval = min(settings.heartbeat_seconds, settings.lease_seconds / 3)
         self.storage = storage
         self.dispatcher = dispatcher
         self.worker_id = worker_id
@@ -72,10 +73,8 @@ class Runtime:
         await self._run_claimed(claim, spec)
 
     async def _claim(self, job_id: uuid.UUID) -> Claim | None:
-        async with self.writes() as session:
-            claim = await JobRepository(session).claim(job_id, self.worker_id, self.settings.lease_seconds)
-            await session.commit()
-        return claim
+        async with self.writes.connect() as conn:
+            return await JobRepository(conn).claim(job_id, self.worker_id, self.settings.lease_seconds)
 
     async def _run_claimed(self, claim: Claim, spec: TaskSpec) -> None:
         ctx = JobContext(
@@ -89,12 +88,17 @@ class Runtime:
         )
         state = RunState()
         handler = asyncio.create_task(self._execute(ctx, spec, claim))
-        heartbeat = asyncio.create_task(self._heartbeat(claim, ctx.progress, handler, state))
+        heartbeat: asyncio.Task[None] | None = None
         try:
+            # Most jobs end before a heartbeat is due: they never pay for a heartbeat task.
+            done, _ = await asyncio.wait({handler}, timeout=self.heartbeat_interval)
+            if not done:
+                heartbeat = asyncio.create_task(self._heartbeat(claim, ctx.progress, handler, state))
             outcome = await handler
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
+                handler.cancel()
                 await asyncio.shield(self._hand_back(claim))  # shutdown: give the job back, unspent
                 raise
             await self._stopped(claim, state)
@@ -108,7 +112,8 @@ class Runtime:
         else:
             await self._complete(claim, outcome)
         finally:
-            heartbeat.cancel()
+            if heartbeat is not None:
+                heartbeat.cancel()
 
     async def _execute(self, ctx: JobContext, spec: TaskSpec, claim: Claim) -> Outcome:
         payload = spec.payload_model.model_validate(claim.payload)
@@ -122,22 +127,20 @@ class Runtime:
     async def _heartbeat(
         self, claim: Claim, progress: Progress, handler: asyncio.Task[Any], state: RunState
     ) -> None:
-        interval = min(self.settings.heartbeat_seconds, self.settings.lease_seconds / 3)
         while True:
-            await asyncio.sleep(interval)
             try:
-                async with self.writes() as session:
-                    cancel = await JobRepository(session).heartbeat(
+                async with self.writes.connect() as conn:
+                    cancel = await JobRepository(conn).heartbeat(
                         claim, self.settings.lease_seconds, progress.value
                     )
-                    await session.commit()
             except Exception as exc:  # keep running; if the lease lapses, reconcile decides
                 log.warning("heartbeat failed", extra={"job_id": str(claim.job_id), "error": describe(exc)})
-                continue
-            if cancel is None or cancel:
-                state.reason = "lost" if cancel is None else "cancel"
-                handler.cancel()
-                return
+            else:
+                if cancel is None or cancel:
+                    state.reason = "lost" if cancel is None else "cancel"
+                    handler.cancel()
+                    return
+            await asyncio.sleep(self.heartbeat_interval)
 
     async def _stopped(self, claim: Claim, state: RunState) -> None:
         if state.reason == "cancel":
@@ -182,7 +185,5 @@ class Runtime:
             await self.dispatcher.enqueue(claim.job_id, row.attempts, row.scheduled_at)
 
     async def _write(self, op: Any) -> Any:
-        async with self.writes() as session:
-            result = await op(JobRepository(session))
-            await session.commit()
-        return result
+        async with self.writes.connect() as conn:
+            return await op(JobRepository(conn))

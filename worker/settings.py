@@ -80,6 +80,9 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 def worker_kwargs(settings: Settings) -> dict[str, Any]:
     """Everything `arq.Worker` needs, from our settings."""
     every = settings.reconcile_every_seconds
+    # arq's cron job ids (`cron:<name>:<time>`) and their in-progress keys are global in Redis, not per
+    # queue: two deployments sharing a Redis under different queue names would otherwise take each
+    # other's ticks, and one of them would never reconcile.
     return {
         "functions": [
             func(run_job, name=RUN_JOB, timeout=MAX_TIMEOUT_S + ARQ_TIMEOUT_MARGIN_S, max_tries=1000)
@@ -87,14 +90,14 @@ def worker_kwargs(settings: Settings) -> dict[str, Any]:
         "cron_jobs": [
             cron(
                 reconcile_job,
-                name="reconcile",
+                name=f"reconcile:{settings.queue_name}",
                 second=set(range(0, 60, every)),
                 run_at_startup=True,
                 timeout=60,
             ),
             cron(
                 purge_job,
-                name="purge",
+                name=f"purge:{settings.queue_name}",
                 minute=set(range(0, 60, settings.purge_every_minutes)),
                 second=7,
                 timeout=3600,

@@ -19,11 +19,16 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def autocommit_sessions(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
-    """Sessions on the same pool whose statements commit one by one: no BEGIN/COMMIT round trips.
+def autocommit_engine(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    """The same pool, each statement committing on its own: no BEGIN/COMMIT round trips.
 
     For single-statement work (a claim, a heartbeat, an insert without an idempotency key, a read);
     anything that needs several statements to commit together uses the transactional sessions.
     """
     engine: AsyncEngine = sessions.kw["bind"]
-    return async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def autocommit_sessions(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
+    """Sessions on `autocommit_engine`."""
+    return async_sessionmaker(autocommit_engine(sessions), expire_on_commit=False)

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, and_, bindparam, delete, func, insert, or_, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from backend.db.models import Job, JobRun
 
@@ -159,7 +159,7 @@ _INSERT = (
 class JobRepository:
     """SQL for jobs, bound to one session."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         self.session = session
 
     async def insert(self, values: dict[str, Any]) -> Row[Any]:
