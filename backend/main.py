@@ -13,7 +13,7 @@ from backend.api.errors import install_error_handlers
 from backend.api.limits import BodySizeLimit
 from backend.api.state import AppState
 from backend.core.config import Settings, get_settings
-from backend.db.session import autocommit_sessions, make_engine, make_sessionmaker
+from backend.db.session import autocommit_engine, make_engine, make_sessionmaker
 from backend.services.auth import Authenticator, ensure_key
 from backend.services.dispatch import Dispatcher
 from backend.services.storage import LocalStorage
@@ -38,7 +38,7 @@ async def build_state(settings: Settings) -> AppState:
         settings=settings,
         engine=engine,
         sessions=sessions,
-        autocommit=autocommit_sessions(sessions),
+        autocommit=autocommit_engine(sessions),
         redis=redis,
         dispatcher=Dispatcher(redis, settings.queue_name),
         authenticator=Authenticator(sessions, settings.auth_cache_seconds),

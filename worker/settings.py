@@ -122,7 +122,7 @@ def worker_kwargs(settings: Settings) -> dict[str, Any]:
 @asynccontextmanager
 async def standalone_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """A Runtime outside an arq worker (for `jobplatform purge` and tests)."""
-    engine = make_engine(settings.require_database_url(), pool_size=2)
+    engine = make_engine(settings.require_database_url(), pool_size=4)
     redis = await create_pool(RedisSettings.from_dsn(settings.require_redis_url()))
     try:
         yield Runtime(

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backend.api.state import AppState
 from backend.core.config import Settings
@@ -41,13 +41,16 @@ async def get_settings(state: StateDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
-    """One autocommit session per request: single statements need no BEGIN/COMMIT round trips."""
-    async with state.autocommit() as session:
-        yield session
+async def get_connection(state: StateDep) -> AsyncIterator[AsyncConnection]:
+    """One autocommit connection per request: single statements need no BEGIN/COMMIT round trips, and a
+    Core connection skips the ORM session's bookkeeping (work that spans statements opens a transaction)."""
+    async with state.autocommit.connect() as connection:
+        yield connection
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the connection goes back to the pool when the route returns, not after a streamed
+# body (a download, an event stream) has been sent.
+ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="function")]
 
 
 async def current_key(state: StateDep, raw: Annotated[str | None, Security(api_key_header)]) -> Principal:
@@ -65,9 +68,9 @@ async def current_key(state: StateDep, raw: Annotated[str | None, Security(api_k
 CurrentKey = Annotated[Principal, Depends(current_key)]
 
 
-async def get_job_service(session: SessionDep, state: StateDep) -> JobService:
+async def get_job_service(connection: ConnectionDep, state: StateDep) -> JobService:
     """Job rules bound to this request's session."""
-    return JobService(session, state.settings, state.dispatcher, state.sessions)
+    return JobService(connection, state.settings, state.dispatcher, state.sessions)
 
 
 JobServiceDep = Annotated[JobService, Depends(get_job_service)]

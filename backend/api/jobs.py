@@ -13,7 +13,7 @@ from backend.api.deps import CurrentKey, IdempotencyDep, JobServiceDep, OwnedJob
 from backend.domain.enums import JobStatus, JobType
 from backend.domain.jobs import JobCreate, JobList, JobPublic, JobResultView, JobStatusView
 from backend.repo.jobs import JobFilters
-from backend.services.jobs import JobService, to_public
+from backend.services.jobs import to_public, watch_job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -106,11 +106,8 @@ async def job_events(job: OwnedJobDep, key: CurrentKey, state: StateDep) -> Stre
     """Server-Sent Events: a `job` event per status or progress change; ends when the job does."""
 
     async def stream() -> AsyncIterator[str]:
-        # Its own session: the request's session is released before a streamed body is sent.
-        async with state.autocommit() as session:
-            service = JobService(session, state.settings, state.dispatcher, state.sessions)
-            async for update in service.watch(key.id, job.id, EVENTS_POLL_S):
-                yield f"event: job\ndata: {update.model_dump_json()}\n\n"
+        async for update in watch_job(state.autocommit, key.id, job.id, EVENTS_POLL_S):
+            yield f"event: job\ndata: {update.model_dump_json()}\n\n"
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

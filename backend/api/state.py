@@ -20,7 +20,7 @@ class AppState:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    autocommit: async_sessionmaker[AsyncSession]
+    autocommit: AsyncEngine  # the same pool; each statement commits on its own
     redis: ArqRedis
     dispatcher: Dispatcher
     authenticator: Authenticator

@@ -8,10 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An asyncpg engine whose pool holds `pool_size` connections open.
 
-    The pool must cover the usual concurrency: connections beyond it (overflow) are closed when
-    returned, and opening one costs a PostgreSQL backend start per request under load.
+    No overflow: an overflow connection is closed when returned, so under load every request would
+    pay for a PostgreSQL backend start; past the pool, requests wait their turn for a connection.
     """
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size // 2, pool_recycle=1800)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_recycle=1800)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -27,8 +27,3 @@ def autocommit_engine(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine
     """
     engine: AsyncEngine = sessions.kw["bind"]
     return engine.execution_options(isolation_level="AUTOCOMMIT")
-
-
-def autocommit_sessions(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
-    """Sessions on `autocommit_engine`."""
-    return async_sessionmaker(autocommit_engine(sessions), expire_on_commit=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.core.config import Settings
 from backend.core.ids import uuid7
@@ -93,10 +92,10 @@ class JobService:
 
     def __init__(
         self,
-        session: AsyncSession,
+        session: AsyncSession | AsyncConnection,
         settings: Settings,
         dispatcher: Dispatcher,
-        transactions: async_sessionmaker[AsyncSession] | None = None,
+        transactions: async_sessionmaker[AsyncSession],
     ) -> None:
         self.session = session
         self.settings = settings
@@ -124,8 +123,7 @@ class JobService:
         self, owner_id: uuid.UUID, values: dict[str, Any], idem: IdempotencyRequest
     ) -> Row[Any] | Submitted:
         """Job, key record and stored response in one transaction; the replay if the key is taken."""
-        scope = self.transactions() if self.transactions else contextlib.nullcontext(self.session)
-        async with scope as session:
+        async with self.transactions() as session:
             job = await JobRepository(session).insert(values)
             public = to_public(job).model_dump(mode="json")
             if not await self._store_key(session, owner_id, idem, public, job_location(job.id), job.id):
@@ -189,23 +187,6 @@ class JobService:
         rows = rows[:limit]
         return rows, (encode_cursor(rows[-1]) if more and rows else None)
 
-    async def watch(
-        self, owner_id: uuid.UUID, job_id: uuid.UUID, interval_s: float
-    ) -> AsyncIterator[JobPublic]:
-        """Yield the job whenever its status, progress or attempts change; stop once it is terminal."""
-        last: tuple[Any, ...] | None = None
-        while True:
-            job = await self.get(owner_id, job_id)
-            snapshot = (job.status, job.progress, job.attempts, job.error)
-            public = to_public(job)
-            await self.session.rollback()  # end the snapshot (and expire the row) so the next read is fresh
-            if snapshot != last:
-                last = snapshot
-                yield public
-            if public.status.is_terminal:
-                return
-            await asyncio.sleep(interval_s)
-
     async def cancel(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Row[Any]:
         """Cancel a waiting job now, or ask the worker to abort a running one; 409 once terminal."""
         job = await self.jobs.cancel_waiting(owner_id, job_id)
@@ -229,3 +210,25 @@ class JobService:
         await self.session.commit()
         await self.dispatcher.enqueue(job.id, job.attempts, job.scheduled_at)
         return job
+
+
+async def watch_job(
+    engine: AsyncEngine, owner_id: uuid.UUID, job_id: uuid.UUID, interval_s: float
+) -> AsyncIterator[JobPublic]:
+    """Yield the job whenever its status, progress, attempts or error change; stop once it is terminal.
+
+    Each poll borrows a connection only for its one query, so watchers never pin the pool while waiting.
+    """
+    last: tuple[Any, ...] | None = None
+    while True:
+        async with engine.connect() as connection:
+            job = await JobRepository(connection).get_owned(owner_id, job_id)
+        if job is None:
+            return
+        snapshot = (job.status, job.progress, job.attempts, job.error)
+        if snapshot != last:
+            last = snapshot
+            yield to_public(job)
+        if JobStatus(job.status).is_terminal:
+            return
+        await asyncio.sleep(interval_s)
