@@ -13,7 +13,7 @@ from backend.api.errors import install_error_handlers
 from backend.api.limits import BodySizeLimit
 from backend.api.state import AppState
 from backend.core.config import Settings, get_settings
-from backend.db.session import autocommit_engine, make_engine, make_sessionmaker
+from backend.db.session import autocommit_engine, make_engine, make_raw_pool, make_sessionmaker
 from backend.services.auth import Authenticator, ensure_key
 from backend.services.dispatch import Dispatcher
 from backend.services.storage import LocalStorage
@@ -39,6 +39,7 @@ async def build_state(settings: Settings) -> AppState:
         engine=engine,
         sessions=sessions,
         autocommit=autocommit_engine(sessions),
+        pool=await make_raw_pool(settings.require_database_url(), settings.db_pool_size),
         redis=redis,
         dispatcher=Dispatcher(redis, settings.queue_name),
         authenticator=Authenticator(sessions, settings.auth_cache_seconds),
@@ -49,6 +50,7 @@ async def build_state(settings: Settings) -> AppState:
 async def close_state(state: AppState) -> None:
     """Release connections."""
     await state.redis.aclose()
+    await state.pool.close()
     await state.engine.dispose()
 
 

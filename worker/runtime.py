@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.core.config import Settings
-from backend.db.session import autocommit_engine
 from backend.domain.errors import PermanentJobError
-from backend.repo.jobs import Claim, JobRepository
+from backend.repo.runs import Claim, RunRepository
 from backend.services.dispatch import Dispatcher
 from backend.services.retry import backoff_delay
 from backend.services.storage import Storage
@@ -51,10 +50,11 @@ class Runtime:
         storage: Storage,
         dispatcher: Dispatcher,
         worker_id: str,
+        pool: asyncpg.Pool,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
-        self.writes = autocommit_engine(sessions)  # every run-state write is one statement
+        self.pool = pool  # raw asyncpg for the per-run statements (see backend/repo/runs.py)
         self.heartbeat_interval = min(settings.heartbeat_seconds, settings.lease_seconds / 3)
         self.storage = storage
         self.dispatcher = dispatcher
@@ -73,8 +73,8 @@ class Runtime:
         await self._run_claimed(claim, spec)
 
     async def _claim(self, job_id: uuid.UUID) -> Claim | None:
-        async with self.writes.connect() as conn:
-            return await JobRepository(conn).claim(job_id, self.worker_id, self.settings.lease_seconds)
+        async with self.pool.acquire() as conn:
+            return await RunRepository(conn).claim(job_id, self.worker_id, self.settings.lease_seconds)
 
     async def _run_claimed(self, claim: Claim, spec: TaskSpec) -> None:
         ctx = JobContext(
@@ -129,8 +129,8 @@ class Runtime:
     ) -> None:
         while True:
             try:
-                async with self.writes.connect() as conn:
-                    cancel = await JobRepository(conn).heartbeat(
+                async with self.pool.acquire() as conn:
+                    cancel = await RunRepository(conn).heartbeat(
                         claim, self.settings.lease_seconds, progress.value
                     )
             except Exception as exc:  # keep running; if the lease lapses, reconcile decides
@@ -150,8 +150,8 @@ class Runtime:
             log.warning("claim lost; run abandoned", extra={"job_id": str(claim.job_id)})
 
     async def _complete(self, claim: Claim, outcome: Outcome) -> None:
-        result = json.dumps(outcome.result)
-        file = json.dumps(outcome.file.as_json() if outcome.file else None)
+        result = outcome.result
+        file = outcome.file.as_json() if outcome.file else None
         completed = await self._write(lambda r: r.complete(claim, result, file))
         if not completed:
             log.warning("completion discarded: claim lost", extra={"job_id": str(claim.job_id)})
@@ -173,7 +173,7 @@ class Runtime:
         row = await self._write(lambda r: r.schedule_retry(claim, error, delay))
         log.info("attempt failed; retrying", extra={**extra, "delay_s": round(delay, 3)})
         if row is not None:
-            await self.dispatcher.enqueue(claim.job_id, row.attempts, row.scheduled_at)
+            await self.dispatcher.enqueue(claim.job_id, row["attempts"], row["scheduled_at"])
 
     async def _fail(self, claim: Claim, error: str) -> None:
         await self._write(lambda r: r.fail(claim, error))
@@ -182,8 +182,8 @@ class Runtime:
         row = await self._write(lambda r: r.hand_back(claim))
         log.info("job handed back on shutdown", extra={"job_id": str(claim.job_id)})
         if row is not None:
-            await self.dispatcher.enqueue(claim.job_id, row.attempts, row.scheduled_at)
+            await self.dispatcher.enqueue(claim.job_id, row["attempts"], row["scheduled_at"])
 
     async def _write(self, op: Any) -> Any:
-        async with self.writes.connect() as conn:
-            return await op(JobRepository(conn))
+        async with self.pool.acquire() as conn:
+            return await op(RunRepository(conn))

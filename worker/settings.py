@@ -15,7 +15,7 @@ from arq.connections import RedisSettings, create_pool
 from arq.worker import Worker
 
 from backend.core.config import Settings, get_settings
-from backend.db.session import make_engine, make_sessionmaker
+from backend.db.session import make_engine, make_raw_pool, make_sessionmaker
 from backend.services.dispatch import RUN_JOB, Dispatcher
 from backend.services.storage import LocalStorage
 from worker import cron as cron_tasks
@@ -54,16 +54,17 @@ def worker_id() -> str:
 
 def make_startup(settings: Settings) -> Any:
     async def startup(ctx: dict[str, Any]) -> None:
-        engine = make_engine(
-            settings.require_database_url(), pool_size=settings.worker_concurrency + CRON_CONNECTIONS
-        )
-        ctx["engine"] = engine
+        url = settings.require_database_url()
+        engine = make_engine(url, pool_size=settings.worker_concurrency + CRON_CONNECTIONS)
+        pool = await make_raw_pool(url, settings.worker_concurrency + 1)
+        ctx["engine"], ctx["pool"] = engine, pool
         ctx["runtime"] = Runtime(
             settings=settings,
             sessions=make_sessionmaker(engine),
             storage=LocalStorage(settings.resolved_results_dir),
             dispatcher=Dispatcher(ctx["redis"], settings.queue_name),
             worker_id=worker_id(),
+            pool=pool,
         )
         log.info("worker ready", extra={"worker_id": ctx["runtime"].worker_id})
 
@@ -71,9 +72,10 @@ def make_startup(settings: Settings) -> Any:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    """Release the database pool."""
-    engine = ctx.get("engine")
-    if engine is not None:
+    """Release the database pools."""
+    if (pool := ctx.get("pool")) is not None:
+        await pool.close()
+    if (engine := ctx.get("engine")) is not None:
         await engine.dispose()
 
 
@@ -123,6 +125,7 @@ def worker_kwargs(settings: Settings) -> dict[str, Any]:
 async def standalone_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """A Runtime outside an arq worker (for `jobplatform purge` and tests)."""
     engine = make_engine(settings.require_database_url(), pool_size=4)
+    pool = await make_raw_pool(settings.require_database_url(), 2)
     redis = await create_pool(RedisSettings.from_dsn(settings.require_redis_url()))
     try:
         yield Runtime(
@@ -131,9 +134,11 @@ async def standalone_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             storage=LocalStorage(settings.resolved_results_dir),
             dispatcher=Dispatcher(redis, settings.queue_name),
             worker_id=worker_id(),
+            pool=pool,
         )
     finally:
         await redis.aclose()
+        await pool.close()
         await engine.dispose()
 
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backend.api.state import AppState
 from backend.core.config import Settings
@@ -41,18 +39,6 @@ async def get_settings(state: StateDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def get_connection(state: StateDep) -> AsyncIterator[AsyncConnection]:
-    """One autocommit connection per request: single statements need no BEGIN/COMMIT round trips, and a
-    Core connection skips the ORM session's bookkeeping (work that spans statements opens a transaction)."""
-    async with state.autocommit.connect() as connection:
-        yield connection
-
-
-# scope="function": the connection goes back to the pool when the route returns, not after a streamed
-# body (a download, an event stream) has been sent.
-ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="function")]
-
-
 async def current_key(state: StateDep, raw: Annotated[str | None, Security(api_key_header)]) -> Principal:
     """The authenticated API key, or 401."""
     principal = await state.authenticator.authenticate(raw) if raw else None
@@ -68,9 +54,9 @@ async def current_key(state: StateDep, raw: Annotated[str | None, Security(api_k
 CurrentKey = Annotated[Principal, Depends(current_key)]
 
 
-async def get_job_service(connection: ConnectionDep, state: StateDep) -> JobService:
+async def get_job_service(state: StateDep) -> JobService:
     """Job rules bound to this request's session."""
-    return JobService(connection, state.settings, state.dispatcher, state.sessions)
+    return JobService(state.settings, state.dispatcher, state.autocommit, state.sessions, state.pool)
 
 
 JobServiceDep = Annotated[JobService, Depends(get_job_service)]

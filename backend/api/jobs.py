@@ -106,7 +106,7 @@ async def job_events(job: OwnedJobDep, key: CurrentKey, state: StateDep) -> Stre
     """Server-Sent Events: a `job` event per status or progress change; ends when the job does."""
 
     async def stream() -> AsyncIterator[str]:
-        async for update in watch_job(state.autocommit, key.id, job.id, EVENTS_POLL_S):
+        async for update in watch_job(state.pool, key.id, job.id, EVENTS_POLL_S):
             yield f"event: job\ndata: {update.model_dump_json()}\n\n"
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

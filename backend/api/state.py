@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import asyncpg
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -21,6 +22,7 @@ class AppState:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     autocommit: AsyncEngine  # the same pool; each statement commits on its own
+    pool: asyncpg.Pool  # raw asyncpg for the hottest statements (insert a job, read a job)
     redis: ArqRedis
     dispatcher: Dispatcher
     authenticator: Authenticator

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
@@ -27,3 +30,18 @@ def autocommit_engine(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine
     """
     engine: AsyncEngine = sessions.kw["bind"]
     return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+async def _json_codecs(conn: asyncpg.Connection) -> None:
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def make_raw_pool(url: str, size: int) -> asyncpg.Pool:
+    """A raw asyncpg pool on the same database, for the few statements every request or job runs.
+
+    json/jsonb travel as Python objects, as they do through SQLAlchemy.
+    """
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    pool: asyncpg.Pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=_json_codecs)
+    return pool

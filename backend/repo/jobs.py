@@ -39,79 +39,6 @@ class JobFilters:
         return out
 
 
-@dataclass(frozen=True)
-class Claim:
-    """A worker's hold on one run of a job: the token fences every later write."""
-
-    job_id: uuid.UUID
-    token: uuid.UUID
-    attempt: int
-    max_attempts: int
-    type: str
-    payload: dict[str, Any]
-    owner_id: uuid.UUID
-
-
-_CLAIM_SQL = text(
-    """
-    WITH claimed AS (
-        UPDATE jobs SET status = 'running', attempts = attempts + 1, claim_token = :token,
-               worker_id = :worker, lease_expires_at = now() + make_interval(secs => :lease),
-               started_at = coalesce(started_at, now()), error = NULL, progress = 0, updated_at = now()
-        WHERE id = :id AND status IN ('pending', 'retrying') AND scheduled_at <= now()
-              AND NOT cancel_requested
-        RETURNING id, attempts, max_attempts, type, payload, owner_id
-    ), run AS (
-        INSERT INTO job_runs (job_id, attempt, claim_token, worker_id)
-        SELECT id, attempts, :token, :worker FROM claimed
-    )
-    SELECT * FROM claimed
-    """
-)
-
-_END_RUN = """
-    , run AS (
-        UPDATE job_runs SET ended_at = now(), outcome = :outcome
-        WHERE claim_token = :token AND EXISTS (SELECT 1 FROM j)
-    )
-"""
-
-
-def _fenced_update(set_clause: str) -> Any:
-    """An update of a running job that only its current claim may make, closing the run row."""
-    return text(
-        f"""
-        WITH j AS (
-            UPDATE jobs SET {set_clause}, claim_token = NULL, worker_id = NULL, lease_expires_at = NULL,
-                   updated_at = now()
-            WHERE id = :id AND claim_token = :token AND status = 'running'
-            RETURNING id, status, attempts, scheduled_at
-        ){_END_RUN}
-        SELECT * FROM j
-        """
-    )
-
-
-_COMPLETE_SQL = _fenced_update(
-    "status = 'completed', progress = 1, result = CAST(:result AS jsonb), "
-    "result_file = CAST(:result_file AS jsonb), finished_at = now()"
-)
-_RETRY_SQL = _fenced_update(
-    "status = 'retrying', error = :error, scheduled_at = now() + make_interval(secs => :delay)"
-)
-_FAIL_SQL = _fenced_update("status = 'failed', error = :error, finished_at = now()")
-_CANCELLED_SQL = _fenced_update("status = 'cancelled', error = 'cancelled by request', finished_at = now()")
-_HAND_BACK_SQL = _fenced_update("status = 'retrying', attempts = attempts - 1, scheduled_at = now()")
-
-_HEARTBEAT_SQL = text(
-    """
-    UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :lease), progress = :progress,
-           updated_at = now()
-    WHERE id = :id AND claim_token = :token AND status = 'running'
-    RETURNING cancel_requested
-    """
-)
-
 _RECOVER_LAPSED_SQL = text(
     """
     WITH lapsed AS (
@@ -246,49 +173,7 @@ class JobRepository:
         )
         return (await self.session.execute(stmt)).first()
 
-    # --- worker side -------------------------------------------------------------------------------
-
-    async def claim(self, job_id: uuid.UUID, worker_id: str, lease_s: float) -> Claim | None:
-        """Take a waiting, due job for one run; None if another delivery or worker got it first."""
-        token = uuid.uuid4()
-        params = {"id": job_id, "token": token, "worker": worker_id, "lease": lease_s}
-        row = (await self.session.execute(_CLAIM_SQL, params)).first()
-        if row is None:
-            return None
-        return Claim(row.id, token, row.attempts, row.max_attempts, row.type, row.payload, row.owner_id)
-
-    async def heartbeat(self, claim: Claim, lease_s: float, progress: float) -> bool | None:
-        """Renew the lease and store progress; returns cancel_requested, or None if the claim is lost."""
-        params = {"id": claim.job_id, "token": claim.token, "lease": lease_s, "progress": progress}
-        row = (await self.session.execute(_HEARTBEAT_SQL, params)).first()
-        return None if row is None else bool(row.cancel_requested)
-
-    async def _finish(self, sql: Any, claim: Claim, outcome: str, **params: Any) -> Row[Any] | None:
-        params |= {"id": claim.job_id, "token": claim.token, "outcome": outcome}
-        return (await self.session.execute(sql, params)).first()
-
-    async def complete(self, claim: Claim, result_json: str, result_file_json: str) -> bool:
-        """Record success; False if the claim was lost meanwhile."""
-        row = await self._finish(
-            _COMPLETE_SQL, claim, "completed", result=result_json, result_file=result_file_json
-        )
-        return row is not None
-
-    async def schedule_retry(self, claim: Claim, error: str, delay_s: float) -> Row[Any] | None:
-        """Record a failed attempt that will be retried after `delay_s`."""
-        return await self._finish(_RETRY_SQL, claim, "retry", error=error, delay=delay_s)
-
-    async def fail(self, claim: Claim, error: str) -> bool:
-        """Record the final failure."""
-        return await self._finish(_FAIL_SQL, claim, "failed", error=error) is not None
-
-    async def mark_cancelled(self, claim: Claim) -> bool:
-        """Record that a running job was aborted on request."""
-        return await self._finish(_CANCELLED_SQL, claim, "cancelled") is not None
-
-    async def hand_back(self, claim: Claim) -> Row[Any] | None:
-        """Return a running job to the queue without spending an attempt (shutdown)."""
-        return await self._finish(_HAND_BACK_SQL, claim, "handed_back")
+    # --- cron side (the worker's per-run SQL is in backend/repo/runs.py) -----------------------------
 
     async def recover_lapsed(self, limit: int) -> list[Row[Any]]:
         """Take back running jobs whose lease lapsed: retry, fail or cancel them."""

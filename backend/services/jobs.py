@@ -8,10 +8,12 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.core.config import Settings
 from backend.core.ids import uuid7
@@ -20,11 +22,12 @@ from backend.domain.enums import JobStatus, JobType
 from backend.domain.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, JobNotFound, JobStateConflict
 from backend.domain.jobs import JobCreateBase, JobPublic, ResultFile
 from backend.repo.idempotency import IdempotencyRepository
+from backend.repo.job_records import JobRecords
 from backend.repo.jobs import JobFilters, JobRepository
 from backend.services.dispatch import Dispatcher
 from backend.services.idempotency import IdempotencyRequest
 
-JobRow = Job | Row[Any]
+JobRow = Job | Row[Any] | SimpleNamespace  # ORM object, SQLAlchemy row or raw asyncpg row
 
 
 def job_location(job_id: uuid.UUID) -> str:
@@ -88,29 +91,31 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 class JobService:
-    """Job rules for one request: owns the transaction, then hands delivery to the dispatcher."""
+    """Job rules: each operation borrows a connection only for as long as it needs one."""
 
     def __init__(
         self,
-        session: AsyncSession | AsyncConnection,
         settings: Settings,
         dispatcher: Dispatcher,
+        engine: AsyncEngine,
         transactions: async_sessionmaker[AsyncSession],
+        pool: asyncpg.Pool,
     ) -> None:
-        self.session = session
         self.settings = settings
         self.dispatcher = dispatcher
-        self.jobs = JobRepository(session)
+        self.engine = engine  # autocommit: each statement is its own transaction
         self.transactions = transactions
+        self.pool = pool  # raw asyncpg for the hot single-statement paths
 
     async def submit(
         self, owner_id: uuid.UUID, body: JobCreateBase, idem: IdempotencyRequest | None
     ) -> Submitted:
         """Store the job (and its idempotency record, in the same transaction), then enqueue it."""
         values = self._new_job(owner_id, body)
+        job: JobRow
         if idem is None:
-            job = await self.jobs.insert(values)  # one statement: the request's session may autocommit
-            await self.session.commit()
+            async with self.pool.acquire() as conn:  # one statement, committed on its own
+                job = await JobRecords(conn).insert(values)
         else:
             outcome = await self._submit_with_key(owner_id, values, idem)
             if isinstance(outcome, Submitted):
@@ -170,9 +175,10 @@ class JobService:
             raise IdempotencyKeyReused()
         return Submitted(record.status_code, record.response_body, record.location, replayed=True)
 
-    async def get(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Row[Any]:
+    async def get(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> JobRow:
         """The owner's job or JobNotFound."""
-        job = await self.jobs.get_owned(owner_id, job_id)
+        async with self.pool.acquire() as conn:
+            job = await JobRecords(conn).get_owned(owner_id, job_id)
         if job is None:
             raise JobNotFound()
         return job
@@ -182,38 +188,39 @@ class JobService:
     ) -> tuple[list[Row[Any]], str | None]:
         """A page of jobs, newest first, and the cursor for the next page (None at the end)."""
         before = decode_cursor(cursor) if cursor else None
-        rows = await self.jobs.list_owned(owner_id, filters, limit + 1, before)
+        async with self.engine.connect() as conn:
+            rows = await JobRepository(conn).list_owned(owner_id, filters, limit + 1, before)
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, (encode_cursor(rows[-1]) if more and rows else None)
 
-    async def cancel(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Row[Any]:
+    async def cancel(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> JobRow:
         """Cancel a waiting job now, or ask the worker to abort a running one; 409 once terminal."""
-        job = await self.jobs.cancel_waiting(owner_id, job_id)
+        async with self.engine.connect() as conn:
+            jobs = JobRepository(conn)
+            job = await jobs.cancel_waiting(owner_id, job_id)
+            running = None if job is not None else await jobs.request_cancel_running(owner_id, job_id)
         if job is not None:
-            await self.session.commit()
             await self.dispatcher.discard(job.id, job.attempts)
             return job
-        job = await self.jobs.request_cancel_running(owner_id, job_id)
-        if job is None:
+        if running is None:
             existing = await self.get(owner_id, job_id)
             raise JobStateConflict(f"Job is {existing.status}; only pending, retrying or running jobs cancel")
-        await self.session.commit()
-        return job
+        return running
 
-    async def retry(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Row[Any]:
+    async def retry(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> JobRow:
         """Run a failed or cancelled job again."""
-        job = await self.jobs.requeue_ended(owner_id, job_id)
+        async with self.engine.connect() as conn:
+            job = await JobRepository(conn).requeue_ended(owner_id, job_id)
         if job is None:
             existing = await self.get(owner_id, job_id)
             raise JobStateConflict(f"Job is {existing.status}; only failed or cancelled jobs can be retried")
-        await self.session.commit()
         await self.dispatcher.enqueue(job.id, job.attempts, job.scheduled_at)
         return job
 
 
 async def watch_job(
-    engine: AsyncEngine, owner_id: uuid.UUID, job_id: uuid.UUID, interval_s: float
+    pool: asyncpg.Pool, owner_id: uuid.UUID, job_id: uuid.UUID, interval_s: float
 ) -> AsyncIterator[JobPublic]:
     """Yield the job whenever its status, progress, attempts or error change; stop once it is terminal.
 
@@ -221,8 +228,8 @@ async def watch_job(
     """
     last: tuple[Any, ...] | None = None
     while True:
-        async with engine.connect() as connection:
-            job = await JobRepository(connection).get_owned(owner_id, job_id)
+        async with pool.acquire() as conn:
+            job = await JobRecords(conn).get_owned(owner_id, job_id)
         if job is None:
             return
         snapshot = (job.status, job.progress, job.attempts, job.error)
