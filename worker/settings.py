@@ -55,7 +55,8 @@ def worker_id() -> str:
 def make_startup(settings: Settings) -> Any:
     async def startup(ctx: dict[str, Any]) -> None:
         url = settings.require_database_url()
-        engine = make_engine(url, pool_size=settings.worker_concurrency + CRON_CONNECTIONS)
+        # Per-run statements go through the raw pool; SQLAlchemy serves cron and export handlers.
+        engine = make_engine(url, pool_size=max(CRON_CONNECTIONS + 2, settings.worker_concurrency // 4))
         pool = await make_raw_pool(url, settings.worker_concurrency + 1)
         ctx["engine"], ctx["pool"] = engine, pool
         ctx["runtime"] = Runtime(
