@@ -77,5 +77,8 @@ async def download_result(
     media = meta["content_type"]
     if request.method == "HEAD" or size == 0:
         return Response(status_code=status, headers=headers, media_type=media)
-    body = storage.stream(meta["key"], start, end)
+    try:  # opened before any header is sent: a file purged since the size check is still a clean 404
+        body = await storage.stream(meta["key"], start, end)
+    except FileNotFoundError as exc:
+        raise ResultGone("Result file not found (purged or missing)") from exc
     return StreamingResponse(body, status_code=status, headers=headers, media_type=media)

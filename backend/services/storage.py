@@ -30,8 +30,9 @@ class Storage(Protocol):
         """Publish a finished scratch file under `key`, replacing any previous one atomically."""
         ...
 
-    def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """The bytes of `key` from `start` to `end` inclusive, in large chunks."""
+    async def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Open `key` now (FileNotFoundError if it is gone) and return its bytes from `start` to `end`
+        inclusive, in large chunks: a caller can still answer 404 before it sends any headers."""
         ...
 
     async def size(self, key: str) -> int | None:
@@ -103,9 +104,11 @@ class LocalStorage:
         await anyio.to_thread.run_sync(_replace_durably, scratch, target)
 
     async def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """Read in 1 MiB chunks, each read in a thread so the event loop never blocks on disk."""
-        path = self._path(key)
-        handle: BinaryIO = await anyio.to_thread.run_sync(path.open, "rb")
+        """Open the file now; read it in 1 MiB chunks, each in a thread so the event loop never blocks."""
+        handle: BinaryIO = await anyio.to_thread.run_sync(self._path(key).open, "rb")
+        return self._chunks(handle, start, end)
+
+    async def _chunks(self, handle: BinaryIO, start: int, end: int | None) -> AsyncIterator[bytes]:
         try:
             await anyio.to_thread.run_sync(handle.seek, start)
             remaining = None if end is None else end - start + 1

@@ -174,9 +174,9 @@ async def test_local_storage_put_replaces_atomically_and_streams_ranges(tmp_path
         await storage.put(key, scratch)
     assert await storage.size(key) == 2_560_000
     assert sorted(p.name for p in (tmp_path / "results" / str(job_id)).iterdir()) == ["out.bin"]
-    whole = b"".join([chunk async for chunk in storage.stream(key)])
+    whole = b"".join([chunk async for chunk in await storage.stream(key)])
     assert whole == bytes(range(256)) * 10_000
-    chunks = [chunk async for chunk in storage.stream(key, 1000, 2_000_999)]
+    chunks = [chunk async for chunk in await storage.stream(key, 1000, 2_000_999)]
     assert max(len(c) for c in chunks) == 1024 * 1024 and len(chunks) == 2  # large chunks
     assert b"".join(chunks) == whole[1000:2_001_000]
     assert await storage.delete(key) and not await storage.exists(key)
@@ -196,3 +196,12 @@ async def test_local_storage_clears_scratch_and_job_files(tmp_path: Path) -> Non
     assert await storage.job_ids() == [job_id]
     assert await storage.delete_job_files(job_id) == 1
     assert await storage.job_ids() == []
+
+
+async def test_stream_of_a_missing_file_fails_before_any_byte(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    try:
+        await storage.stream(file_key(uuid.uuid4(), "gone.csv"))
+    except FileNotFoundError:
+        return
+    raise AssertionError("a missing file must fail when opened, before a response starts")
