@@ -1,14 +1,15 @@
-"""Liveness and readiness probes (public)."""
+"""Liveness, readiness and metrics (public)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import text
 
 from backend.api.deps import StateDep
+from backend.services.metrics import render_metrics
 
 router = APIRouter(tags=["health"])
 
@@ -46,3 +47,10 @@ async def ready(state: StateDep) -> JSONResponse:
     return JSONResponse(
         {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
     )
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(state: StateDep) -> PlainTextResponse:
+    """Prometheus metrics: jobs waiting and running, the oldest due wait, the Redis queue depth."""
+    body = await render_metrics(state.autocommit, state.redis, state.settings.queue_name)
+    return PlainTextResponse(body, media_type="text/plain; version=0.0.4")

@@ -175,6 +175,26 @@ class JobRepository:
 
     # --- cron side (the worker's per-run SQL is in backend/repo/runs.py) -----------------------------
 
+    async def live_counts(self) -> dict[str, int]:
+        """How many jobs wait or run right now (the partial indexes keep this cheap on a large table)."""
+        stmt = text(
+            """
+            SELECT status, count(*) FROM jobs WHERE status IN ('pending', 'retrying') GROUP BY status
+            UNION ALL SELECT 'running', count(*) FROM jobs WHERE status = 'running'
+            """
+        )
+        return {row[0]: int(row[1]) for row in await self.session.execute(stmt)}
+
+    async def oldest_due_wait_seconds(self) -> float:
+        """How long the longest-waiting due job has been waiting (0 when none waits)."""
+        stmt = text(
+            """
+            SELECT coalesce(extract(epoch FROM now() - min(scheduled_at)), 0) FROM jobs
+            WHERE status IN ('pending', 'retrying') AND scheduled_at <= now()
+            """
+        )
+        return float((await self.session.execute(stmt)).scalar_one())
+
     async def recover_lapsed(self, limit: int) -> list[Row[Any]]:
         """Take back running jobs whose lease lapsed: retry, fail or cancel them."""
         return list((await self.session.execute(_RECOVER_LAPSED_SQL, {"limit": limit})).all())

@@ -158,3 +158,21 @@ async def test_events_stream_until_terminal(client: httpx.AsyncClient) -> None:
 async def test_nul_in_name_is_422_not_500(client: httpx.AsyncClient) -> None:
     r = await client.post("/jobs", json={"type": "sleep", "payload": {"seconds": 0}, "name": "a\u0000b"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "sleep", "name"]
+
+
+async def test_metrics_are_public_prometheus_text(stack: Stack, client: httpx.AsyncClient) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    await submit(client, "sleep", {"seconds": 0}, scheduled_at=later)
+    assert stack.app_client is not None
+    r = await stack.app_client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in r.text.splitlines()
+        if not line.startswith("#")
+    }
+    assert values['jobplatform_jobs{status="pending"}'] >= 1
+    assert values["jobplatform_queue_deliveries"] >= 1
+    assert {'jobplatform_jobs{status="running"}', "jobplatform_oldest_due_wait_seconds"} <= set(values)

@@ -1,0 +1,31 @@
+"""Operational metrics in the Prometheus text format: what waits, what runs, what Redis holds."""
+
+from __future__ import annotations
+
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.repo.jobs import JobRepository
+
+LIVE_STATUSES = ("pending", "retrying", "running")
+
+
+async def render_metrics(engine: AsyncEngine, redis: ArqRedis, queue_name: str) -> str:
+    """The metrics page. Only cheap queries: terminal jobs are not counted (that needs a table scan)."""
+    async with engine.connect() as conn:
+        repo = JobRepository(conn)
+        counts = await repo.live_counts()
+        oldest = await repo.oldest_due_wait_seconds()
+    queued = int(await redis.zcard(queue_name))
+    lines = [
+        "# HELP jobplatform_jobs Jobs waiting or running, by status.",
+        "# TYPE jobplatform_jobs gauge",
+        *(f'jobplatform_jobs{{status="{s}"}} {counts.get(s, 0)}' for s in LIVE_STATUSES),
+        "# HELP jobplatform_oldest_due_wait_seconds Age of the longest-waiting job that is due to run.",
+        "# TYPE jobplatform_oldest_due_wait_seconds gauge",
+        f"jobplatform_oldest_due_wait_seconds {oldest:.3f}",
+        "# HELP jobplatform_queue_deliveries Deliveries in the Redis queue (queued or deferred).",
+        "# TYPE jobplatform_queue_deliveries gauge",
+        f"jobplatform_queue_deliveries {queued}",
+    ]
+    return "\n".join(lines) + "\n"
