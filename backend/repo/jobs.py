@@ -1,4 +1,8 @@
-"""JobRepository: every SQL statement about jobs and their runs, and nothing else."""
+"""JobRepository: SQL about jobs for listing, cancel/retry, exports, reconcile and purge (SQLAlchemy).
+
+The per-run statements every job runs are in `runs.py`, and the API's job insert and read in
+`job_records.py`: both on raw asyncpg, for speed.
+"""
 
 from __future__ import annotations
 

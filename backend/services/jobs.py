@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.core.config import Settings
 from backend.core.ids import uuid7
-from backend.db.models import Job
 from backend.domain.enums import JobStatus, JobType
 from backend.domain.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, JobNotFound, JobStateConflict
 from backend.domain.jobs import JobCreateBase, JobPublic, ResultFile
@@ -27,7 +26,7 @@ from backend.repo.jobs import JobFilters, JobRepository
 from backend.services.dispatch import Dispatcher
 from backend.services.idempotency import IdempotencyRequest
 
-JobRow = Job | Row[Any] | SimpleNamespace  # ORM object, SQLAlchemy row or raw asyncpg row
+JobRow = Row[Any] | SimpleNamespace  # a SQLAlchemy row, or a raw asyncpg row with attribute access
 
 
 def job_location(job_id: uuid.UUID) -> str:
