@@ -16,6 +16,7 @@ from backend.core.config import Settings, get_settings
 from backend.db.session import autocommit_engine, make_engine, make_raw_pool, make_sessionmaker
 from backend.services.auth import Authenticator, ensure_key
 from backend.services.dispatch import Dispatcher
+from backend.services.ratelimit import RateLimit, RateLimiter
 from backend.services.storage import LocalStorage
 
 DESCRIPTION = """
@@ -44,6 +45,11 @@ async def build_state(settings: Settings) -> AppState:
         dispatcher=Dispatcher(redis, settings.queue_name),
         authenticator=Authenticator(sessions, settings.auth_cache_seconds),
         storage=LocalStorage(settings.resolved_results_dir),
+        rate_limiter=(
+            RateLimiter(redis, RateLimit.parse(settings.rate_limit), f"{settings.queue_name}:ratelimit")
+            if settings.rate_limit
+            else None
+        ),
     )
 
 

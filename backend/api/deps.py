@@ -40,7 +40,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 async def current_key(state: StateDep, raw: Annotated[str | None, Security(api_key_header)]) -> Principal:
-    """The authenticated API key, or 401."""
+    """The authenticated API key, or 401; 429 with Retry-After past RATE_LIMIT."""
     principal = await state.authenticator.authenticate(raw) if raw else None
     if principal is None:
         raise HTTPException(
@@ -48,6 +48,14 @@ async def current_key(state: StateDep, raw: Annotated[str | None, Security(api_k
             detail="Missing or invalid API key",
             headers={"WWW-Authenticate": 'APIKey header="X-API-Key"'},
         )
+    if state.rate_limiter is not None:
+        wait_s = await state.rate_limiter.retry_after(principal.id)
+        if wait_s is not None:
+            raise HTTPException(
+                status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+                detail="Rate limit exceeded for this API key",
+                headers={"Retry-After": str(wait_s)},
+            )
     return principal
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from backend.core.config import Settings
 from backend.services.auth import Authenticator
 from backend.services.dispatch import Dispatcher
+from backend.services.ratelimit import RateLimiter
 from backend.services.storage import Storage
 
 
@@ -27,3 +28,4 @@ class AppState:
     dispatcher: Dispatcher
     authenticator: Authenticator
     storage: Storage
+    rate_limiter: RateLimiter | None = None

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: float = Field(default=24, gt=0)
     idempotency_required: bool = False
     auth_cache_seconds: float = Field(default=10, ge=0)
+    rate_limit: str | None = Field(default=None, description="Per API key, e.g. 100/minute; unset: none.")
     db_pool_size: int = Field(
         default=20, ge=1, description="PostgreSQL connections kept open per API process."
     )
@@ -67,6 +68,15 @@ class Settings(BaseSettings):
     @classmethod
     def _asyncpg_dsn(cls, value: str | None) -> str | None:
         return to_asyncpg_url(value) if value else value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_form(cls, value: str | None) -> str | None:
+        if value:
+            from backend.services.ratelimit import RateLimit
+
+            RateLimit.parse(value)
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholder_key(self) -> Settings:

@@ -1,0 +1,65 @@
+"""Per-API-key rate limit: a fixed window counted in Redis, shared by every API process.
+
+`RATE_LIMIT` is `N/second`, `N/minute` or `N/hour`; unset means no limit (and no Redis round trip).
+If Redis is unreachable the limit fails open: submissions must not stop because the counter did.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass
+
+from arq.connections import ArqRedis
+
+log = logging.getLogger(__name__)
+
+WINDOWS = {"second": 1, "minute": 60, "hour": 3600}
+
+# INCR the window's counter; the first hit sets its expiry. Returns the count and the ms left.
+HIT_LUA = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return {n, redis.call('PTTL', KEYS[1])}
+"""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """N requests per window."""
+
+    limit: int
+    window_s: int
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        """`100/minute` → RateLimit(100, 60); ValueError otherwise."""
+        count, _, unit = text.strip().partition("/")
+        if unit not in WINDOWS or not count.isdigit() or int(count) < 1:
+            raise ValueError(f"RATE_LIMIT must look like 100/minute (second, minute or hour), not {text!r}")
+        return cls(int(count), WINDOWS[unit])
+
+
+class RateLimiter:
+    """Counts requests per API key in Redis."""
+
+    def __init__(self, redis: ArqRedis, limit: RateLimit, prefix: str) -> None:
+        self.limit = limit
+        self.prefix = prefix
+        self._hit = redis.register_script(HIT_LUA)
+
+    async def retry_after(self, key_id: uuid.UUID) -> int | None:
+        """None if this request is allowed; else seconds until the window resets."""
+        window = int(time.time()) // self.limit.window_s
+        try:
+            count, ttl_ms = await self._hit(
+                keys=[f"{self.prefix}:{key_id}:{window}"], args=[self.limit.window_s * 1000]
+            )
+        except Exception as exc:  # fail open: a broken counter must not stop submissions
+            log.warning("rate limiter unavailable", extra={"error": type(exc).__name__})
+            return None
+        if int(count) <= self.limit.limit:
+            return None
+        return max(1, math.ceil(int(ttl_ms) / 1000))
