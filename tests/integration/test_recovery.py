@@ -125,11 +125,13 @@ async def test_paused_worker_loses_its_claim_and_cannot_overwrite(isolated: Any)
         assert paused.proc is not None
         paused.proc.send_signal(signal.SIGSTOP)  # alive but frozen: a GC pause, a stalled VM
         try:
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 45
             while len(await runs_of(stack, job["id"])) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
         finally:
             paused.proc.send_signal(signal.SIGCONT)
+        logs = "\n".join(w.log_path.read_text(errors="replace") for w in stack.workers)
+        assert len(await runs_of(stack, job["id"])) >= 2, f"no recovery while the worker was frozen:\n{logs}"
         done = await wait_for(client, job["id"], {"completed", "failed"}, timeout=30)
         await asyncio.sleep(1.5)  # give the resumed worker time to try (and fail) to write
         final = (await client.get(f"/jobs/{job['id']}")).json()

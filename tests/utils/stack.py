@@ -39,7 +39,7 @@ FAST = {
     "poll_delay_seconds": 0.01,
     "shutdown_grace_seconds": 2,
     "auth_cache_seconds": 0,
-    "log_level": "WARNING",
+    "log_level": "INFO",
 }
 
 
