@@ -39,7 +39,7 @@ async def build_state(settings: Settings) -> AppState:
         settings=settings,
         engine=engine,
         sessions=sessions,
-        autocommit=autocommit_engine(sessions),
+        autocommit=autocommit_engine(engine),
         pool=await make_raw_pool(settings.require_database_url(), settings.db_pool_size),
         redis=redis,
         dispatcher=Dispatcher(redis, settings.queue_name),

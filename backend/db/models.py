@@ -50,7 +50,6 @@ class Job(Base):
     """A unit of work: PostgreSQL is its source of truth, Redis only delivers it."""
 
     __tablename__ = "jobs"
-    __mapper_args__ = {"eager_defaults": True}
     __table_args__ = (
         CheckConstraint(f"status IN ({STATUS_VALUES})", name="status_valid"),
         CheckConstraint("progress >= 0 AND progress <= 1", name="progress_range"),

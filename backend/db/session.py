@@ -22,13 +22,12 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def autocommit_engine(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
     """The same pool, each statement committing on its own: no BEGIN/COMMIT round trips.
 
     For single-statement work (a claim, a heartbeat, an insert without an idempotency key, a read);
     anything that needs several statements to commit together uses the transactional sessions.
     """
-    engine: AsyncEngine = sessions.kw["bind"]
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
