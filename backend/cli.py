@@ -57,11 +57,11 @@ def run_api(settings: Settings, workers: int) -> None:
 
 
 async def _purge(dry_run: bool) -> None:
-    from worker import cron
-    from worker.settings import standalone_runtime
+    from backend.resources import open_resources
+    from backend.services.purge import purge
 
-    async with standalone_runtime(get_settings()) as runtime:
-        report = await cron.purge(runtime, dry_run=dry_run)
+    async with open_resources(get_settings(), pool_size=2) as res:
+        report = await purge(res, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     print(
         f"purge {verb}: {report.jobs} jobs, {report.files} files, "
@@ -70,26 +70,24 @@ async def _purge(dry_run: bool) -> None:
 
 
 async def _keys(action: str, name: str | None) -> None:
-    from backend.db.session import make_engine, make_sessionmaker
+    from backend.db.pool import create_pool
     from backend.repo.api_keys import ApiKeyRepository
     from backend.services.auth import create_key
 
-    engine = make_engine(get_settings().require_database_url(), pool_size=1)
+    pool = await create_pool(get_settings().require_database_url(), 1)
     try:
-        async with make_sessionmaker(engine)() as session:
-            repo = ApiKeyRepository(session)
-            if action == "create":
-                raw, _ = await create_key(session, name or "cli")
-                print(raw)
-            elif action == "list":
-                for k in await repo.all():
-                    state = "revoked" if k.revoked_at else "active"
-                    print(f"{k.prefix}…  {k.name:20}  {state:8}  created {k.created_at:%Y-%m-%d %H:%M}")
-            else:
-                print(f"revoked {await repo.revoke(name or '')} key(s)")
-            await session.commit()
+        repo = ApiKeyRepository(pool)
+        if action == "create":
+            raw, _ = await create_key(pool, name or "cli")
+            print(raw)
+        elif action == "list":
+            for k in await repo.all():
+                state = "revoked" if k.revoked_at else "active"
+                print(f"{k.prefix}…  {k.name:20}  {state:8}  created {k.created_at:%Y-%m-%d %H:%M}")
+        else:
+            print(f"revoked {await repo.revoke(name or '')} key(s)")
     finally:
-        await engine.dispose()
+        await pool.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -121,9 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "api":
         run_api(settings, args.workers)
     elif args.command == "worker":
-        from worker.settings import run_worker
-
-        run_worker(settings)
+        # The worker package builds on backend, never the reverse: become `python -m worker` (same pid).
+        os.execv(sys.executable, [sys.executable, "-m", "worker"])
     elif args.command == "migrate":
         migrate()
     elif args.command == "dev":

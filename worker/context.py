@@ -6,9 +6,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import asyncpg
 
-from backend.services.storage import Storage
+from backend.adapters.storage import Storage
+from backend.domain.records import StoredFile
 
 
 class Progress:
@@ -23,32 +24,11 @@ class Progress:
 
 
 @dataclass(frozen=True)
-class FileInfo:
-    """A file a handler published to storage."""
-
-    key: str
-    filename: str
-    size_bytes: int
-    sha256: str
-    content_type: str
-
-    def as_json(self) -> dict[str, Any]:
-        """The row's `result_file` value."""
-        return {
-            "key": self.key,
-            "filename": self.filename,
-            "size_bytes": self.size_bytes,
-            "sha256": self.sha256,
-            "content_type": self.content_type,
-        }
-
-
-@dataclass(frozen=True)
 class Outcome:
     """What a successful run produced."""
 
     result: Any = None
-    file: FileInfo | None = None
+    file: StoredFile | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +39,6 @@ class JobContext:
     owner_id: uuid.UUID
     attempt: int
     storage: Storage
-    sessions: async_sessionmaker[AsyncSession]
+    pool: asyncpg.Pool
     progress: Progress = field(default_factory=Progress)
     run_id: str = "run"  # names this run's files, so a stale run can never replace the recorded one

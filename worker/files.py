@@ -18,8 +18,9 @@ from typing import BinaryIO
 
 import anyio
 
-from backend.services.storage import file_key
-from worker.context import FileInfo, JobContext
+from backend.adapters.storage import file_key
+from backend.domain.records import StoredFile
+from worker.context import JobContext
 
 WRITE_BUFFER = 1024 * 1024
 
@@ -70,8 +71,8 @@ async def scratch_file(ctx: JobContext, filename: str) -> AsyncIterator[HashingW
         raise
 
 
-async def publish(ctx: JobContext, writer: HashingWriter, filename: str, content_type: str) -> FileInfo:
+async def publish(ctx: JobContext, writer: HashingWriter, filename: str, content_type: str) -> StoredFile:
     """Move a finished scratch file to this run's own key; the fenced completion picks the run that counts."""
     key = file_key(ctx.job_id, f"{ctx.run_id}-{filename}")
     await ctx.storage.put(key, writer.path)
-    return FileInfo(key, filename, writer.size, writer.sha256.hexdigest(), content_type)
+    return StoredFile(key, filename, writer.size, writer.sha256.hexdigest(), content_type)

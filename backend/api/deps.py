@@ -9,13 +9,15 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 
+from backend.adapters.storage import Storage
+from backend.api.idempotency import parse_idempotency_header
 from backend.api.state import AppState
 from backend.core.config import Settings
 from backend.domain.errors import IdempotencyKeyMissing
+from backend.domain.records import JobRecord
 from backend.services.auth import Principal
-from backend.services.idempotency import IdempotencyRequest, fingerprint, parse_idempotency_header
-from backend.services.jobs import JobRow, JobService
-from backend.services.storage import Storage
+from backend.services.idempotency import IdempotencyRequest, fingerprint
+from backend.services.jobs import JobService
 
 api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="Your API key (`make run` prints a development key)."
@@ -33,7 +35,7 @@ StateDep = Annotated[AppState, Depends(get_state)]
 
 async def get_settings(state: StateDep) -> Settings:
     """The settings this app was built with."""
-    return state.settings
+    return state.resources.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -63,24 +65,24 @@ CurrentKey = Annotated[Principal, Depends(current_key)]
 
 
 async def get_job_service(state: StateDep) -> JobService:
-    """Job rules bound to this request's session."""
-    return JobService(state.settings, state.dispatcher, state.autocommit, state.sessions, state.pool)
+    """Job use cases on the shared pool and queue."""
+    return JobService(state.resources)
 
 
 JobServiceDep = Annotated[JobService, Depends(get_job_service)]
 
 
-async def valid_owned_job(job_id: uuid.UUID, key: CurrentKey, service: JobServiceDep) -> JobRow:
+async def valid_owned_job(job_id: uuid.UUID, key: CurrentKey, service: JobServiceDep) -> JobRecord:
     """Load the caller's job or answer 404 (another key's job is indistinguishable from none)."""
     return await service.get(key.id, job_id)
 
 
-OwnedJobDep = Annotated[JobRow, Depends(valid_owned_job)]
+OwnedJobDep = Annotated[JobRecord, Depends(valid_owned_job)]
 
 
 async def get_storage(state: StateDep) -> Storage:
     """Result-file storage."""
-    return state.storage
+    return state.resources.storage
 
 
 StorageDep = Annotated[Storage, Depends(get_storage)]

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
 
 from backend.api.deps import OwnedJobDep, StorageDep
+from backend.api.ranges import RangeNotSatisfiable, none_match, parse_range, strong_etag
 from backend.domain.enums import JobStatus
 from backend.domain.errors import ResultGone, ResultNotReady
-from backend.services.ranges import RangeNotSatisfiable, none_match, parse_range, strong_etag
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +51,19 @@ async def download_result(
     meta = job.result_file
     if job.status != JobStatus.COMPLETED or not meta:
         raise ResultNotReady(f"Job is {job.status}; no file to download")
-    size = await storage.size(meta["key"])
-    if size is None or size != meta["size_bytes"]:
+    size = await storage.size(meta.key)
+    if size is None or size != meta.size_bytes:
         if size is not None:  # the bytes are not the ones the row (and so the ETag) describes
             log.error("result file size differs from its record", extra={"job_id": str(job.id)})
         raise ResultGone("Result file not found (purged or missing)")
-    etag = strong_etag(meta["sha256"])
+    etag = strong_etag(meta.sha256)
     validators = {"ETag": etag, "Cache-Control": "private, max-age=0, must-revalidate"}
     if none_match(if_none_match, etag):
         return Response(status_code=304, headers=validators)
     headers = {
         **validators,
         "Accept-Ranges": "bytes",
-        "Content-Disposition": content_disposition(meta["filename"]),
+        "Content-Disposition": content_disposition(meta.filename),
     }
     try:
         wanted = parse_range(range_, size) if if_range in (None, etag) else None
@@ -74,11 +74,11 @@ async def download_result(
         status, start, end = 206, wanted.start, wanted.end
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(end - start + 1)
-    media = meta["content_type"]
+    media = meta.content_type
     if request.method == "HEAD" or size == 0:
         return Response(status_code=status, headers=headers, media_type=media)
     try:  # opened before any header is sent: a file purged since the size check is still a clean 404
-        body = await storage.stream(meta["key"], start, end)
+        body = await storage.stream(meta.key, start, end)
     except FileNotFoundError as exc:
         raise ResultGone("Result file not found (purged or missing)") from exc
     return StreamingResponse(body, status_code=status, headers=headers, media_type=media)

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from backend.domain import errors
-from backend.domain.enums import JobType
+from backend.domain.job_types import JOB_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +19,7 @@ STATUS_BY_ERROR: dict[type[errors.PlatformError], int] = {
     errors.JobNotFound: 404,
     errors.ResultGone: 404,
     errors.JobStateConflict: 409,
+    errors.JobStateChanging: 409,
     errors.ResultNotReady: 409,
     errors.IdempotencyKeyInvalid: 400,
     errors.IdempotencyKeyMissing: 400,
@@ -34,14 +35,15 @@ async def platform_error(_: Request, exc: Exception) -> JSONResponse:
     body: dict[str, Any] = {"detail": str(exc)}
     if isinstance(exc, errors.IdempotencyKeyReused):
         body["error"] = "idempotency_key_reused"
-    headers = {"Retry-After": RETRY_AFTER_S} if isinstance(exc, errors.IdempotencyKeyInFlight) else None
+    retry_later = isinstance(exc, errors.IdempotencyKeyInFlight | errors.JobStateChanging)
+    headers = {"Retry-After": RETRY_AFTER_S} if retry_later else None
     return JSONResponse(body, status_code=code, headers=headers)
 
 
-JOB_TYPES = ", ".join(t.value for t in JobType)
+TYPE_NAMES = ", ".join(spec.name for spec in JOB_TYPES)
 TAG_ERRORS = {
-    "union_tag_invalid": ("unknown_job_type", "Unknown job type; expected one of: " + JOB_TYPES),
-    "union_tag_not_found": ("missing", "Field required (one of: " + JOB_TYPES + ")"),
+    "union_tag_invalid": ("unknown_job_type", "Unknown job type; expected one of: " + TYPE_NAMES),
+    "union_tag_not_found": ("missing", "Field required (one of: " + TYPE_NAMES + ")"),
 }
 
 

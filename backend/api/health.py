@@ -6,7 +6,6 @@ import asyncio
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import text
 
 from backend.api.deps import StateDep
 from backend.services.metrics import render_metrics
@@ -23,14 +22,14 @@ async def health() -> dict[str, str]:
 
 
 async def _check_postgres(state: StateDep) -> str:
-    async with asyncio.timeout(CHECK_TIMEOUT_S), state.engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
+    async with asyncio.timeout(CHECK_TIMEOUT_S):
+        await state.resources.pool.fetchval("SELECT 1")
     return "ok"
 
 
 async def _check_redis(state: StateDep) -> str:
     async with asyncio.timeout(CHECK_TIMEOUT_S):
-        await state.redis.ping()
+        await state.resources.queue.ping()
     return "ok"
 
 
@@ -52,5 +51,5 @@ async def ready(state: StateDep) -> JSONResponse:
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(state: StateDep) -> PlainTextResponse:
     """Prometheus metrics: jobs waiting and running, the oldest due wait, the Redis queue depth."""
-    body = await render_metrics(state.autocommit, state.redis, state.settings.queue_name)
+    body = await render_metrics(state.resources)
     return PlainTextResponse(body, media_type="text/plain; version=0.0.4")

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Body, HTTPException, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AwareDatetime
 
-from backend.api.deps import CurrentKey, IdempotencyDep, JobServiceDep, OwnedJobDep, StateDep
-from backend.domain.enums import JobStatus, JobType
+from backend.api.deps import CurrentKey, IdempotencyDep, JobServiceDep, OwnedJobDep
+from backend.domain.enums import JobStatus
+from backend.domain.job_types import JobType
 from backend.domain.jobs import JobCreate, JobList, JobPublic, JobResultView, JobStatusView
 from backend.repo.jobs import JobFilters
-from backend.services.jobs import to_public, watch_job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -69,32 +69,25 @@ async def list_jobs(
     except ValueError as exc:
         detail = [{"loc": ["query", "cursor"], "msg": "Invalid cursor", "type": "value_error"}]
         raise HTTPException(status_code=422, detail=detail) from exc
-    return JobList(items=[to_public(r) for r in rows], next_cursor=next_cursor)
+    return JobList(items=[JobPublic.of(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", responses=NOT_FOUND)
 async def get_job(job: OwnedJobDep) -> JobPublic:
     """Everything about one job."""
-    return to_public(job)
+    return JobPublic.of(job)
 
 
 @router.get("/{job_id}/status", responses=NOT_FOUND)
 async def get_job_status(job: OwnedJobDep) -> JobStatusView:
     """Status and progress only (cheap to poll)."""
-    return JobStatusView(id=job.id, status=JobStatus(job.status), progress=job.progress)
+    return JobStatusView.model_validate(job)
 
 
 @router.get("/{job_id}/result", responses=NOT_FOUND)
 async def get_job_result(job: OwnedJobDep) -> JobResultView:
     """The result and file metadata; `result` is null until the job completes."""
-    public = to_public(job)
-    done = public.status == JobStatus.COMPLETED
-    return JobResultView(
-        id=public.id,
-        status=public.status,
-        result=public.result if done else None,
-        result_file=public.result_file if done else None,
-    )
+    return JobResultView.of(job)
 
 
 @router.get(
@@ -102,11 +95,11 @@ async def get_job_result(job: OwnedJobDep) -> JobResultView:
     response_class=StreamingResponse,
     responses={**NOT_FOUND, 200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}},
 )
-async def job_events(job: OwnedJobDep, key: CurrentKey, state: StateDep) -> StreamingResponse:
+async def job_events(job: OwnedJobDep, service: JobServiceDep) -> StreamingResponse:
     """Server-Sent Events: a `job` event per status or progress change; ends when the job does."""
 
     async def stream() -> AsyncIterator[str]:
-        async for update in watch_job(state.pool, key.id, job.id, EVENTS_POLL_S):
+        async for update in service.watch(job.owner_id, job.id, EVENTS_POLL_S):
             yield f"event: job\ndata: {update.model_dump_json()}\n\n"
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -114,12 +107,12 @@ async def job_events(job: OwnedJobDep, key: CurrentKey, state: StateDep) -> Stre
 
 
 @router.post("/{job_id}/cancel", status_code=202, responses={**NOT_FOUND, **CONFLICT})
-async def cancel_job(job: OwnedJobDep, key: CurrentKey, service: JobServiceDep) -> JobPublic:
+async def cancel_job(job: OwnedJobDep, service: JobServiceDep) -> JobPublic:
     """Cancel: a waiting job at once; a running one is aborted by its worker and ends `cancelled`."""
-    return to_public(await service.cancel(key.id, job.id))
+    return JobPublic.of(await service.cancel(job))
 
 
 @router.post("/{job_id}/retry", status_code=202, responses={**NOT_FOUND, **CONFLICT})
-async def retry_job(job: OwnedJobDep, key: CurrentKey, service: JobServiceDep) -> JobPublic:
+async def retry_job(job: OwnedJobDep, service: JobServiceDep) -> JobPublic:
     """Run a `failed` or `cancelled` job again with a fresh attempt budget."""
-    return to_public(await service.retry(key.id, job.id))
+    return JobPublic.of(await service.retry(job))

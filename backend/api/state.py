@@ -4,28 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import asyncpg
-from arq.connections import ArqRedis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
-from backend.core.config import Settings
+from backend.adapters.ratelimit import RateLimiter
+from backend.resources import Resources
 from backend.services.auth import Authenticator
-from backend.services.dispatch import Dispatcher
-from backend.services.ratelimit import RateLimiter
-from backend.services.storage import Storage
 
 
-@dataclass
+@dataclass(frozen=True)
 class AppState:
-    """Everything a request may need besides its own session."""
+    """Everything a request may need: the shared clients and the API's own services."""
 
-    settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    autocommit: AsyncEngine  # the same pool; each statement commits on its own
-    pool: asyncpg.Pool  # raw asyncpg for the hottest statements (insert a job, read a job)
-    redis: ArqRedis
-    dispatcher: Dispatcher
+    resources: Resources
     authenticator: Authenticator
-    storage: Storage
     rate_limiter: RateLimiter | None = None

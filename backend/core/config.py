@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     @classmethod
     def _rate_limit_form(cls, value: str | None) -> str | None:
         if value:
-            from backend.services.ratelimit import RateLimit
+            from backend.adapters.ratelimit import RateLimit
 
             RateLimit.parse(value)
         return value

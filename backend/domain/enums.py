@@ -1,4 +1,4 @@
-"""Job status and type names shared by the API, the repositories and the worker."""
+"""Job statuses and run outcomes: the only place their names are spelled."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from enum import StrEnum
 
 
 class JobStatus(StrEnum):
-    """Where a job is in its lifecycle."""
+    """Where a job is in its lifecycle (transitions: `backend/domain/lifecycle.py`)."""
 
     PENDING = "pending"
     RUNNING = "running"
@@ -23,16 +23,7 @@ class JobStatus(StrEnum):
 
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 WAITING_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RETRYING})
-
-
-class JobType(StrEnum):
-    """The kinds of work the platform runs (one handler module each under `worker/tasks/`)."""
-
-    CSV_REPORT = "csv_report"
-    JOBS_EXPORT = "jobs_export"
-    SQUARE_SUM = "square_sum"
-    CUBE_SUM = "cube_sum"
-    SLEEP = "sleep"
+LIVE_STATUSES = (JobStatus.PENDING, JobStatus.RETRYING, JobStatus.RUNNING)
 
 
 class RunOutcome(StrEnum):
@@ -44,3 +35,12 @@ class RunOutcome(StrEnum):
     CANCELLED = "cancelled"
     HANDED_BACK = "handed_back"
     LOST = "lost"
+
+
+def sql_list(values: frozenset[JobStatus] | tuple[JobStatus, ...]) -> str:
+    """`'a', 'b'` for an SQL `IN (...)` written from the enum (sorted, so statements are stable).
+
+    Literal lists, not parameters, where a partial index must match: PostgreSQL can prove a partial
+    index's predicate only from constants, never from a parameter of a generic plan.
+    """
+    return ", ".join(f"'{v.value}'" for v in sorted(values))

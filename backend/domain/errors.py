@@ -18,6 +18,10 @@ class JobStateConflict(PlatformError):
     """The job's current status does not allow this operation"""
 
 
+class JobStateChanging(PlatformError):
+    """The job is changing status right now; retry shortly"""
+
+
 class ResultNotReady(PlatformError):
     """The job has not produced a file yet"""
 

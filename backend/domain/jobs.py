@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Discriminator, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
 
-from backend.domain.enums import JobStatus, JobType
-from backend.domain.payloads import CsvReportPayload, JobsExportPayload, NumbersPayload, SleepPayload
+from backend.domain.enums import JobStatus
+from backend.domain.job_types import JOB_TYPES, JobType, JobTypeSpec
+from backend.domain.payloads import Payload
+from backend.domain.records import JobRecord, StoredFile
+
+
+def job_location(job_id: uuid.UUID) -> str:
+    """The canonical URL path of a job."""
+    return f"/jobs/{job_id}"
 
 
 class JobCreateBase(BaseModel):
@@ -29,45 +45,30 @@ class JobCreateBase(BaseModel):
         return value
 
 
-class CsvReportCreate(JobCreateBase):
-    """Submit a `csv_report` job."""
+class JobSubmission(JobCreateBase):
+    """The shape of every per-type submission (`type` narrowed to one literal, `payload` to its model)."""
 
-    type: Literal["csv_report"]
-    payload: CsvReportPayload
-
-
-class JobsExportCreate(JobCreateBase):
-    """Submit a `jobs_export` job."""
-
-    type: Literal["jobs_export"]
-    payload: JobsExportPayload = Field(default_factory=JobsExportPayload)
+    type: str
+    payload: Payload
 
 
-class SquareSumCreate(JobCreateBase):
-    """Submit a `square_sum` job."""
-
-    type: Literal["square_sum"]
-    payload: NumbersPayload
-
-
-class CubeSumCreate(JobCreateBase):
-    """Submit a `cube_sum` job."""
-
-    type: Literal["cube_sum"]
-    payload: NumbersPayload
+def _submission_model(spec: JobTypeSpec) -> type[JobSubmission]:
+    payload_field: Any = Field(default_factory=spec.payload) if spec.payload_optional else ...
+    return create_model(
+        spec.model_name,
+        __base__=JobSubmission,
+        __doc__=f"Submit a `{spec.name}` job: {spec.summary}",
+        type=(Literal[spec.name], ...),  # type: ignore[arg-type]
+        payload=(spec.payload, payload_field),
+    )
 
 
-class SleepCreate(JobCreateBase):
-    """Submit a `sleep` job."""
+SUBMISSION_MODELS: dict[str, type[JobSubmission]] = {spec.name: _submission_model(spec) for spec in JOB_TYPES}
 
-    type: Literal["sleep"]
-    payload: SleepPayload
-
-
-JobCreate = Annotated[
-    CsvReportCreate | JobsExportCreate | SquareSumCreate | CubeSumCreate | SleepCreate,
-    Discriminator("type"),
-]
+if TYPE_CHECKING:
+    JobCreate = JobSubmission
+else:
+    JobCreate = Annotated[Union[tuple(SUBMISSION_MODELS.values())], Discriminator("type")]  # noqa: UP007
 
 
 class ResultFile(BaseModel):
@@ -81,7 +82,9 @@ class ResultFile(BaseModel):
 
 
 class JobPublic(BaseModel):
-    """A job as returned by the API."""
+    """A job as returned by the API (validated from a `JobRecord`)."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
     type: JobType
@@ -100,9 +103,30 @@ class JobPublic(BaseModel):
     finished_at: datetime | None
     updated_at: datetime
 
+    @field_validator("result_file", mode="before")
+    @classmethod
+    def _public_file(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, StoredFile):
+            return value
+        url = f"{job_location(info.data['id'])}/download"
+        return ResultFile(
+            filename=value.filename,
+            size_bytes=value.size_bytes,
+            sha256=value.sha256,
+            content_type=value.content_type,
+            url=url,
+        )
+
+    @classmethod
+    def of(cls, job: JobRecord) -> JobPublic:
+        """The API view of a job record."""
+        return cls.model_validate(job)
+
 
 class JobStatusView(BaseModel):
     """The cheap polling view of a job."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
     status: JobStatus
@@ -116,6 +140,18 @@ class JobResultView(BaseModel):
     status: JobStatus
     result: Any | None
     result_file: ResultFile | None
+
+    @classmethod
+    def of(cls, job: JobRecord) -> JobResultView:
+        """The result view: empty until the job completes."""
+        public = JobPublic.of(job)
+        done = public.status == JobStatus.COMPLETED
+        return cls(
+            id=public.id,
+            status=public.status,
+            result=public.result if done else None,
+            result_file=public.result_file if done else None,
+        )
 
 
 class JobList(BaseModel):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from backend.domain.enums import JobStatus, JobType
+from backend.domain.enums import JobStatus
+
+if TYPE_CHECKING:
+    from backend.domain.job_types import JobType
 
 MAX_CSV_ROWS = 10_000_000
 MAX_NUMBERS = 100_000
@@ -28,8 +31,9 @@ class CsvReportPayload(Payload):
 class JobsExportPayload(Payload):
     """A CSV of the caller's own jobs, optionally filtered."""
 
-    status: list[JobStatus] | None = Field(default=None, max_length=6)
-    type: list[JobType] | None = Field(default=None, max_length=5)
+    status: list[JobStatus] | None = Field(default=None, max_length=len(JobStatus))
+    # Completed by `job_types` once every type is declared (the export can filter by any type).
+    type: list[JobType] | None = Field(default=None, max_length=100)
     created_after: AwareDatetime | None = None
     created_before: AwareDatetime | None = None
 
@@ -48,12 +52,3 @@ class SleepPayload(Payload):
 
     seconds: float = Field(ge=0, le=3600)
     fail_first: int = Field(default=0, ge=0, le=20, description="Fail this many attempts before succeeding.")
-
-
-PAYLOAD_MODELS: dict[JobType, type[Payload]] = {
-    JobType.CSV_REPORT: CsvReportPayload,
-    JobType.JOBS_EXPORT: JobsExportPayload,
-    JobType.SQUARE_SUM: NumbersPayload,
-    JobType.CUBE_SUM: NumbersPayload,
-    JobType.SLEEP: SleepPayload,
-}

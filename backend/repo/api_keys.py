@@ -3,47 +3,60 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
 
-from backend.db.models import ApiKey
+from backend.db.pool import Executor
+
+COLUMNS = "id, name, prefix, created_at, revoked_at"
+ACTIVE_BY_HASH = f"SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
+BY_HASH = f"SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1"
+ADD = f"INSERT INTO api_keys (id, name, key_hash, prefix) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
+ALL = f"SELECT {COLUMNS} FROM api_keys ORDER BY created_at"
+REVOKE = "UPDATE api_keys SET revoked_at = now() WHERE prefix = $1 AND revoked_at IS NULL RETURNING id"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """One row of `api_keys`, without the hash."""
+
+    id: uuid.UUID
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def _record(row: asyncpg.Record | None) -> ApiKeyRecord | None:
+    return None if row is None else ApiKeyRecord(**dict(row.items()))
 
 
 class ApiKeyRepository:
-    """SQL for API keys, bound to one session."""
+    """SQL for API keys."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, db: Executor) -> None:
+        self.db = db
 
-    async def active_by_hash(self, key_hash: str) -> ApiKey | None:
+    async def active_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         """The unrevoked key with this hash."""
-        stmt = select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return _record(await self.db.fetchrow(ACTIVE_BY_HASH, key_hash))
 
-    async def by_hash(self, key_hash: str) -> ApiKey | None:
+    async def by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         """The key with this hash, revoked or not."""
-        return (
-            await self.session.execute(select(ApiKey).where(ApiKey.key_hash == key_hash))
-        ).scalar_one_or_none()
+        return _record(await self.db.fetchrow(BY_HASH, key_hash))
 
-    async def add(self, name: str, key_hash: str, prefix: str) -> ApiKey:
+    async def add(self, name: str, key_hash: str, prefix: str) -> ApiKeyRecord:
         """Store a new key."""
-        row = ApiKey(id=uuid.uuid4(), name=name, key_hash=key_hash, prefix=prefix)
-        self.session.add(row)
-        await self.session.flush()
-        return row
+        record = _record(await self.db.fetchrow(ADD, uuid.uuid4(), name, key_hash, prefix))
+        assert record is not None
+        return record
 
-    async def all(self) -> list[ApiKey]:
+    async def all(self) -> list[ApiKeyRecord]:
         """Every key, oldest first."""
-        return list((await self.session.execute(select(ApiKey).order_by(ApiKey.created_at))).scalars())
+        return [ApiKeyRecord(**dict(r.items())) for r in await self.db.fetch(ALL)]
 
     async def revoke(self, prefix: str) -> int:
         """Revoke the keys whose display prefix matches."""
-        stmt = (
-            update(ApiKey)
-            .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
-            .values(revoked_at=func.now())
-        )
-        result = await self.session.execute(stmt)
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return len(await self.db.fetch(REVOKE, prefix))

@@ -3,89 +3,76 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from backend.db.pool import Executor
 
-from backend.db.models import IdempotencyKey
+TTL = "now() - make_interval(secs => $3)"
+# Insert, or take over a record older than the TTL; no row back if a live record holds the key. A
+# concurrent transaction holding the same key makes this wait for it, so exactly one request wins.
+STORE_FIRST = f"""
+    INSERT INTO idempotency_keys
+        (id, owner_id, key, fingerprint, status_code, response_body, location, job_id)
+    VALUES ($4, $1, $2, $5, $6, $7::json, $8, $9)
+    ON CONFLICT ON CONSTRAINT uq_idempotency_keys_owner_key DO UPDATE SET
+        fingerprint = excluded.fingerprint, status_code = excluded.status_code,
+        response_body = excluded.response_body, location = excluded.location,
+        job_id = excluded.job_id, created_at = now()
+    WHERE idempotency_keys.created_at < {TTL}
+    RETURNING id
+"""
+GET_LIVE = f"""
+    SELECT fingerprint, status_code, response_body, location FROM idempotency_keys
+    WHERE owner_id = $1 AND key = $2 AND created_at >= {TTL}
+"""
+EXPIRED = "created_at < now() - make_interval(secs => $1)"
+DELETE_EXPIRED = f"""
+    DELETE FROM idempotency_keys WHERE id IN (SELECT id FROM idempotency_keys WHERE {EXPIRED} LIMIT $2)
+"""
+COUNT_EXPIRED = f"SELECT count(*) FROM idempotency_keys WHERE {EXPIRED}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """The first response given for an idempotency key."""
+
+    fingerprint: str
+    status_code: int
+    response_body: dict[str, Any]
+    location: str | None
 
 
 class IdempotencyRepository:
-    """SQL for idempotency records, bound to one session."""
+    """SQL for idempotency records."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, db: Executor) -> None:
+        self.db = db
 
     async def store_first(
         self,
         owner_id: uuid.UUID,
         key: str,
-        fingerprint: str,
-        status_code: int,
-        body: dict[str, Any],
-        location: str | None,
-        job_id: uuid.UUID | None,
         ttl_seconds: float,
+        response: StoredResponse,
+        job_id: uuid.UUID | None,
     ) -> bool:
-        """Insert the record, or take over an expired one; False if a live record already holds the key.
-
-        A concurrent transaction holding the same key makes this statement wait for it to finish, so
-        exactly one request wins and the others see its committed record.
-        """
-        values = {
-            "id": uuid.uuid4(),
-            "owner_id": owner_id,
-            "key": key,
-            "fingerprint": fingerprint,
-            "status_code": status_code,
-            "response_body": body,
-            "location": location,
-            "job_id": job_id,
-        }
-        insert_stmt = insert(IdempotencyKey).values(**values)
-        excluded = insert_stmt.excluded
-        stmt = insert_stmt.on_conflict_do_update(
-            constraint="uq_idempotency_keys_owner_key",
-            set_={
-                "fingerprint": excluded.fingerprint,
-                "status_code": excluded.status_code,
-                "response_body": excluded.response_body,
-                "location": excluded.location,
-                "job_id": excluded.job_id,
-                "created_at": text("now()"),
-            },
-            where=IdempotencyKey.created_at < text("now() - make_interval(secs => :ttl)"),
-        ).returning(IdempotencyKey.id)
-        row = (await self.session.execute(stmt, {"ttl": ttl_seconds})).first()
+        """Store the response for this key; False if a live record already holds it."""
+        r = response
+        args = (owner_id, key, float(ttl_seconds), uuid.uuid4(), r.fingerprint, r.status_code)
+        row = await self.db.fetchrow(STORE_FIRST, *args, r.response_body, r.location, job_id)
         return row is not None
 
-    async def get_live(self, owner_id: uuid.UUID, key: str, ttl_seconds: float) -> IdempotencyKey | None:
+    async def get_live(self, owner_id: uuid.UUID, key: str, ttl_seconds: float) -> StoredResponse | None:
         """The committed record for this key if it is younger than the TTL."""
-        stmt = select(IdempotencyKey).where(
-            IdempotencyKey.owner_id == owner_id,
-            IdempotencyKey.key == key,
-            IdempotencyKey.created_at >= text("now() - make_interval(secs => :ttl)"),
-        )
-        return (await self.session.execute(stmt, {"ttl": ttl_seconds})).scalar_one_or_none()
+        row = await self.db.fetchrow(GET_LIVE, owner_id, key, float(ttl_seconds))
+        return None if row is None else StoredResponse(**dict(row.items()))
 
     async def delete_expired(self, ttl_seconds: float, limit: int) -> int:
         """Delete one batch of expired records; returns how many went."""
-        stmt = text(
-            """
-            DELETE FROM idempotency_keys WHERE id IN (
-                SELECT id FROM idempotency_keys WHERE created_at < now() - make_interval(secs => :ttl)
-                LIMIT :limit
-            )
-            """
-        )
-        result = await self.session.execute(stmt, {"ttl": ttl_seconds, "limit": limit})
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        status: str = await self.db.execute(DELETE_EXPIRED, float(ttl_seconds), limit)
+        return int(status.split()[-1])
 
     async def count_expired(self, ttl_seconds: float) -> int:
         """How many records are past the TTL (for dry runs)."""
-        stmt = text(
-            "SELECT count(*) FROM idempotency_keys WHERE created_at < now() - make_interval(secs => :ttl)"
-        )
-        return int((await self.session.execute(stmt, {"ttl": ttl_seconds})).scalar_one())
+        return int(await self.db.fetchval(COUNT_EXPIRED, float(ttl_seconds)))

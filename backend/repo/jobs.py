@@ -1,7 +1,8 @@
-"""JobRepository: SQL about jobs for listing, cancel/retry, exports, reconcile and purge (SQLAlchemy).
+"""JobRepository: every statement on `jobs` and its run history `job_runs`, on asyncpg.
 
-The per-run statements every job runs are in `runs.py`, and the API's job insert and read in
-`job_records.py`: both on raw asyncpg, for speed.
+Status names come from the enum (`sql_list`), and which statuses a write may start from comes from the
+lifecycle table: the SQL applies decisions, it does not make them. Every write after a claim is
+fenced by the claim token and `status = 'running'`.
 """
 
 from __future__ import annotations
@@ -10,235 +11,270 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Row, Table, and_, bindparam, delete, func, insert, or_, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+import asyncpg
 
-from backend.db.models import Job, JobRun
+from backend.db.pool import Executor
+from backend.domain.enums import TERMINAL_STATUSES, WAITING_STATUSES, JobStatus, sql_list
+from backend.domain.lifecycle import Event, RunEnd, sources
+from backend.domain.records import Claim, EndedRun, JobRecord, RunRecord
 
-JOBS = cast(Table, Job.__table__)
+RUNNING = f"'{JobStatus.RUNNING.value}'"
+WAITING = sql_list(WAITING_STATUSES)
+TERMINAL = sql_list(TERMINAL_STATUSES)
 
 
 @dataclass(frozen=True)
 class JobFilters:
-    """Filters for listing or exporting one owner's jobs."""
+    """Filters for listing, counting or exporting one owner's jobs."""
 
     statuses: Sequence[str] | None = None
     types: Sequence[str] | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
 
-    def clauses(self, owner_id: uuid.UUID) -> list[Any]:
-        """SQL conditions for these filters, scoped to the owner."""
-        out: list[Any] = [Job.owner_id == owner_id]
-        if self.statuses:
-            out.append(Job.status.in_(list(self.statuses)))
-        if self.types:
-            out.append(Job.type.in_(list(self.types)))
-        if self.created_after:
-            out.append(Job.created_at >= self.created_after)
-        if self.created_before:
-            out.append(Job.created_at < self.created_before)
-        return out
+    def params(self, owner_id: uuid.UUID) -> tuple[Any, ...]:
+        """$1..$5 of `FILTERED`."""
+        statuses = [str(s) for s in self.statuses] if self.statuses else None
+        types = [str(t) for t in self.types] if self.types else None
+        return owner_id, statuses, types, self.created_after, self.created_before
 
 
-_RECOVER_LAPSED_SQL = text(
-    """
-    WITH lapsed AS (
-        SELECT id, claim_token FROM jobs
-        WHERE status = 'running' AND lease_expires_at < now()
-        ORDER BY lease_expires_at LIMIT :limit FOR UPDATE SKIP LOCKED
-    ), j AS (
-        UPDATE jobs SET
-            status = CASE WHEN jobs.cancel_requested THEN 'cancelled'
-                          WHEN jobs.attempts >= jobs.max_attempts THEN 'failed'
-                          ELSE 'retrying' END,
-            error = CASE WHEN jobs.cancel_requested THEN 'cancelled by request'
-                         ELSE 'worker lost: lease expired' END,
-            finished_at = CASE WHEN jobs.cancel_requested OR jobs.attempts >= jobs.max_attempts
-                               THEN now() END,
-            scheduled_at = now(), claim_token = NULL, worker_id = NULL, lease_expires_at = NULL,
-            updated_at = now()
-        FROM lapsed WHERE jobs.id = lapsed.id
-        RETURNING jobs.id, jobs.status, jobs.attempts, jobs.scheduled_at, lapsed.claim_token
+FILTERED = """
+    owner_id = $1
+    AND ($2::text[] IS NULL OR status = ANY($2::text[]))
+    AND ($3::text[] IS NULL OR type = ANY($3::text[]))
+    AND ($4::timestamptz IS NULL OR created_at >= $4)
+    AND ($5::timestamptz IS NULL OR created_at < $5)
+"""
+
+INSERT = """
+    INSERT INTO jobs (id, owner_id, type, name, payload, max_attempts, scheduled_at)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6, coalesce($7, now()))
+    RETURNING *
+"""
+GET_OWNED = "SELECT * FROM jobs WHERE id = $1 AND owner_id = $2"
+# The cursor is a row comparison even on the first page, so it is always an index condition on
+# ix_jobs_owner_created (a page deep in a large table costs the same as the first).
+LIST = f"""
+    SELECT * FROM jobs WHERE {FILTERED}
+      AND (created_at, id) < (coalesce($6::timestamptz, 'infinity'),
+                              coalesce($7::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+    ORDER BY created_at DESC, id DESC LIMIT $8
+"""
+COUNT = f"SELECT count(*) FROM jobs WHERE {FILTERED}"
+EXPORT_COLUMNS = "id, type, name, status, attempts, error, created_at, started_at, finished_at"
+STREAM = f"SELECT {EXPORT_COLUMNS} FROM jobs WHERE {FILTERED} ORDER BY created_at, id"
+
+CLAIM = f"""
+    WITH claimed AS (
+        UPDATE jobs SET status = {RUNNING}, attempts = attempts + 1, claim_token = $2,
+               worker_id = $3, lease_expires_at = now() + make_interval(secs => $4),
+               started_at = coalesce(started_at, now()), error = NULL, progress = 0, updated_at = now()
+        WHERE id = $1 AND status IN ({sql_list(sources(Event.CLAIM))}) AND scheduled_at <= now()
+              AND NOT cancel_requested
+        RETURNING id, attempts, max_attempts, type, payload, owner_id
     ), run AS (
-        UPDATE job_runs SET ended_at = now(), outcome = 'lost'
-        WHERE claim_token IN (SELECT claim_token FROM j)
+        INSERT INTO job_runs (job_id, attempt, claim_token, worker_id)
+        SELECT id, attempts, $2, $3 FROM claimed
+    )
+    SELECT * FROM claimed
+"""
+HEARTBEAT = f"""
+    UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3), progress = $4, updated_at = now()
+    WHERE id = $1 AND claim_token = $2 AND status = {RUNNING}
+    RETURNING cancel_requested
+"""
+# Every way a run ends (completion, retry, failure, abort, hand-back, a lapsed lease) is this one
+# statement, for one run or many: each row applies its own lifecycle decision, fenced by its token.
+END_RUNS = f"""
+    WITH ended AS (
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::jsonb[], $6::jsonb[],
+                             $7::text[], $8::float8[], $9::text[])
+            AS e(id, token, status, refund, result, result_file, error, retry_in, outcome)
+    ), j AS (
+        UPDATE jobs SET status = e.status, attempts = jobs.attempts - e.refund, result = e.result,
+               result_file = e.result_file, error = e.error,
+               progress = CASE WHEN e.status = '{JobStatus.COMPLETED.value}' THEN 1 ELSE jobs.progress END,
+               scheduled_at = CASE WHEN e.retry_in IS NULL THEN jobs.scheduled_at
+                                   ELSE now() + make_interval(secs => e.retry_in) END,
+               finished_at = CASE WHEN e.status IN ({TERMINAL}) THEN now() END,
+               claim_token = NULL, worker_id = NULL, lease_expires_at = NULL, updated_at = now()
+        FROM ended e
+        WHERE jobs.id = e.id AND jobs.claim_token = e.token AND jobs.status = {RUNNING}
+        RETURNING jobs.id, jobs.status, jobs.attempts, jobs.scheduled_at, e.token, e.outcome
+    ), runs AS (
+        UPDATE job_runs SET ended_at = now(), outcome = j.outcome FROM j WHERE job_runs.claim_token = j.token
     )
     SELECT id, status, attempts, scheduled_at FROM j
-    """
-)
+"""
+LAPSED = f"""
+    SELECT id, claim_token, attempts, max_attempts, cancel_requested FROM jobs
+    WHERE status = {RUNNING} AND lease_expires_at < now()
+    ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED
+"""
+# Cancel and requeue: a client's transition, applied only if the job is still in the status the
+# lifecycle decided from ($3); the service re-reads and decides again if it moved meanwhile.
+CANCEL = """
+    UPDATE jobs SET status = $4, cancel_requested = true, updated_at = now(),
+           error = coalesce($5, error), finished_at = CASE WHEN $6 THEN now() ELSE finished_at END
+    WHERE id = $1 AND owner_id = $2 AND status = $3
+    RETURNING *
+"""
+REQUEUE = """
+    UPDATE jobs SET status = $4, attempts = 0, error = NULL, result = NULL, result_file = NULL,
+           progress = 0, cancel_requested = false, finished_at = NULL, started_at = NULL,
+           scheduled_at = now(), updated_at = now()
+    WHERE id = $1 AND owner_id = $2 AND status = $3
+    RETURNING *
+"""
+DUE_WAITING = f"""
+    SELECT id, attempts, scheduled_at FROM jobs
+    WHERE status IN ({WAITING}) AND NOT cancel_requested
+      AND updated_at < now() - make_interval(secs => $1)
+    ORDER BY scheduled_at LIMIT $2
+"""
+LIVE_COUNTS = f"""
+    SELECT status, count(*) FROM jobs WHERE status IN ({WAITING}) GROUP BY status
+    UNION ALL SELECT {RUNNING}, count(*) FROM jobs WHERE status = {RUNNING}
+"""
+OLDEST_DUE_WAIT = f"""
+    SELECT coalesce(extract(epoch FROM now() - min(scheduled_at)), 0)::float8 FROM jobs
+    WHERE status IN ({WAITING}) AND scheduled_at <= now()
+"""
+EXPIRED_TERMINAL = f"""
+    SELECT id, result_file FROM jobs
+    WHERE status IN ({TERMINAL}) AND finished_at < now() - make_interval(secs => $1)
+    ORDER BY finished_at LIMIT $2
+"""
+# The condition is checked again at delete time: a job retried since it was selected stays.
+DELETE_EXPIRED = f"""
+    DELETE FROM jobs WHERE id = ANY($1::uuid[])
+      AND status IN ({TERMINAL}) AND finished_at < now() - make_interval(secs => $2)
+    RETURNING id
+"""
+EXISTING = "SELECT id FROM jobs WHERE id = ANY($1::uuid[])"
+RUNS_OF = "SELECT * FROM job_runs WHERE job_id = $1 ORDER BY started_at, id"
 
 
-# Built once: constructing and coercing an INSERT per request costs more than executing it.
-_INSERT = (
-    insert(JOBS)
-    .values(
-        id=bindparam("id"),
-        owner_id=bindparam("owner_id"),
-        type=bindparam("type"),
-        name=bindparam("name"),
-        payload=bindparam("payload", type_=JOBS.c.payload.type),
-        max_attempts=bindparam("max_attempts"),
-        scheduled_at=func.coalesce(bindparam("scheduled_at", type_=JOBS.c.scheduled_at.type), func.now()),
-    )
-    .returning(*JOBS.c)
-)
+def _end_row(job_id: uuid.UUID, token: uuid.UUID, end: RunEnd) -> tuple[Any, ...]:
+    """One run's values in the column order of `END_RUNS`."""
+    status, refund, outcome = end.status.value, int(end.refund_attempt), end.outcome.value
+    return job_id, token, status, refund, end.result, end.result_file, end.error, end.retry_in_s, outcome
 
 
 class JobRepository:
-    """SQL for jobs, bound to one session."""
+    """The job SQL, on a pool (each statement on a borrowed connection) or on one connection."""
 
-    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
-        self.session = session
+    def __init__(self, db: Executor) -> None:
+        self.db = db
 
-    async def insert(self, values: dict[str, Any]) -> Row[Any]:
-        """Insert a new job; one round trip, server defaults returned."""
-        params = {"scheduled_at": None, **values}
-        return (await self.session.execute(_INSERT, params)).one()
+    # --- the API's reads and writes --------------------------------------------------------------
 
-    async def get_owned(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Row[Any] | None:
+    async def insert(self, values: dict[str, Any]) -> JobRecord:
+        """Insert a new job; server defaults come back in the record."""
+        v = values
+        args = (v["id"], v["owner_id"], v["type"], v["name"], v["payload"], v["max_attempts"])
+        return JobRecord.from_row(await self.db.fetchrow(INSERT, *args, v.get("scheduled_at")))
+
+    async def get_owned(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> JobRecord | None:
         """The job if it exists and belongs to the owner."""
-        stmt = select(JOBS).where(JOBS.c.id == job_id, JOBS.c.owner_id == owner_id)
-        return (await self.session.execute(stmt)).first()
+        row = await self.db.fetchrow(GET_OWNED, job_id, owner_id)
+        return None if row is None else JobRecord.from_row(row)
 
     async def list_owned(
         self, owner_id: uuid.UUID, filters: JobFilters, limit: int, before: tuple[datetime, uuid.UUID] | None
-    ) -> list[Row[Any]]:
+    ) -> list[JobRecord]:
         """A page of the owner's jobs, newest first, strictly older than the `before` cursor."""
-        stmt = select(JOBS).where(*filters.clauses(owner_id))
-        if before is not None:
-            created, job_id = before
-            stmt = stmt.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id)))
-        stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
-        return list((await self.session.execute(stmt)).all())
+        created, job_id = before if before is not None else (None, None)
+        rows = await self.db.fetch(LIST, *filters.params(owner_id), created, job_id, limit)
+        return [JobRecord.from_row(r) for r in rows]
+
+    async def count_owned(self, owner_id: uuid.UUID, filters: JobFilters) -> int:
+        """How many of the owner's jobs match."""
+        return int(await self.db.fetchval(COUNT, *filters.params(owner_id)))
 
     async def stream_owned(
         self, owner_id: uuid.UUID, filters: JobFilters, batch: int = 2000
     ) -> AsyncIterator[tuple[Any, ...]]:
-        """Every matching job, oldest first, through a server-side cursor (constant memory)."""
-        cols = [Job.id, Job.type, Job.name, Job.status, Job.attempts, Job.error]
-        cols += [Job.created_at, Job.started_at, Job.finished_at]
-        stmt = select(*cols).where(*filters.clauses(owner_id)).order_by(Job.created_at, Job.id)
-        result = await self.session.stream(stmt.execution_options(yield_per=batch))
-        async for row in result:
-            yield tuple(row)
+        """Every matching job (export columns), oldest first, through a server-side cursor.
 
-    async def cancel_waiting(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Row[Any] | None:
-        """Cancel a pending or retrying job at once."""
-        stmt = (
-            update(JOBS)
-            .where(
-                JOBS.c.id == job_id, JOBS.c.owner_id == owner_id, JOBS.c.status.in_(["pending", "retrying"])
-            )
-            .values(
-                status="cancelled",
-                error="cancelled by request",
-                finished_at=func.now(),
-                updated_at=func.now(),
-                cancel_requested=True,
-            )
-            .returning(*JOBS.c)
-        )
-        return (await self.session.execute(stmt)).first()
+        Needs a connection (not the pool): the cursor lives in a transaction on it.
+        """
+        conn: asyncpg.Connection = self.db
+        async with conn.transaction():
+            async for row in conn.cursor(STREAM, *filters.params(owner_id), prefetch=batch):
+                yield tuple(row.values())
 
-    async def request_cancel_running(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Row[Any] | None:
-        """Ask the worker running the job to abort it."""
-        stmt = (
-            update(JOBS)
-            .where(JOBS.c.id == job_id, JOBS.c.owner_id == owner_id, JOBS.c.status == "running")
-            .values(cancel_requested=True, updated_at=func.now())
-            .returning(*JOBS.c)
-        )
-        return (await self.session.execute(stmt)).first()
+    async def cancel(self, job: JobRecord, next_status: JobStatus, error: str | None) -> JobRecord | None:
+        """Apply a cancel decided from `job.status`; None if the job moved meanwhile."""
+        args = (job.id, job.owner_id, job.status.value, next_status.value, error, next_status.is_terminal)
+        row = await self.db.fetchrow(CANCEL, *args)
+        return None if row is None else JobRecord.from_row(row)
 
-    async def requeue_ended(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> Row[Any] | None:
-        """Put a failed or cancelled job back to pending with a fresh attempt budget."""
-        stmt = (
-            update(JOBS)
-            .where(
-                JOBS.c.id == job_id, JOBS.c.owner_id == owner_id, JOBS.c.status.in_(["failed", "cancelled"])
-            )
-            .values(
-                status="pending",
-                attempts=0,
-                error=None,
-                result=None,
-                result_file=None,
-                progress=0,
-                cancel_requested=False,
-                finished_at=None,
-                started_at=None,
-                scheduled_at=func.now(),
-                updated_at=func.now(),
-            )
-            .returning(*JOBS.c)
-        )
-        return (await self.session.execute(stmt)).first()
+    async def requeue(self, job: JobRecord, next_status: JobStatus) -> JobRecord | None:
+        """Apply a manual retry decided from `job.status`; None if the job moved meanwhile."""
+        row = await self.db.fetchrow(REQUEUE, job.id, job.owner_id, job.status.value, next_status.value)
+        return None if row is None else JobRecord.from_row(row)
 
-    # --- cron side (the worker's per-run SQL is in backend/repo/runs.py) -----------------------------
+    async def runs_of(self, job_id: uuid.UUID) -> list[RunRecord]:
+        """Every claim of a job, in order."""
+        return [RunRecord.from_row(r) for r in await self.db.fetch(RUNS_OF, job_id)]
+
+    # --- the worker's run ------------------------------------------------------------------------
+
+    async def claim(self, job_id: uuid.UUID, worker_id: str, lease_s: float) -> Claim | None:
+        """Take a waiting, due job for one run; None if another delivery or worker got it first."""
+        token = uuid.uuid4()
+        row = await self.db.fetchrow(CLAIM, job_id, token, worker_id, float(lease_s))
+        if row is None:
+            return None
+        attempt, max_attempts = row["attempts"], row["max_attempts"]
+        return Claim(row["id"], token, attempt, max_attempts, row["type"], row["payload"], row["owner_id"])
+
+    async def heartbeat(self, claim: Claim, lease_s: float, progress: float) -> bool | None:
+        """Renew the lease and store progress; returns cancel_requested, or None if the claim is lost."""
+        row = await self.db.fetchrow(HEARTBEAT, claim.job_id, claim.token, float(lease_s), float(progress))
+        return None if row is None else bool(row["cancel_requested"])
+
+    async def end_runs(self, ends: Sequence[tuple[uuid.UUID, uuid.UUID, RunEnd]]) -> list[EndedRun]:
+        """Record how runs ended, each `(job id, claim token, decision)`; only live claims are applied."""
+        rows = [_end_row(job_id, token, end) for job_id, token, end in ends]
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        rows = await self.db.fetch(END_RUNS, *columns)
+        return [EndedRun(r["id"], JobStatus(r["status"]), r["attempts"], r["scheduled_at"]) for r in rows]
+
+    # --- reconcile and purge ---------------------------------------------------------------------
+
+    async def lock_lapsed(self, limit: int) -> list[asyncpg.Record]:
+        """Running jobs whose lease lapsed, locked for this transaction (others skip them)."""
+        rows: list[asyncpg.Record] = await self.db.fetch(LAPSED, limit)
+        return rows
+
+    async def due_waiting(self, older_than_s: float, limit: int) -> list[asyncpg.Record]:
+        """Waiting jobs untouched for a while: candidates to re-enqueue if Redis lost them."""
+        rows: list[asyncpg.Record] = await self.db.fetch(DUE_WAITING, float(older_than_s), limit)
+        return rows
 
     async def live_counts(self) -> dict[str, int]:
         """How many jobs wait or run right now (the partial indexes keep this cheap on a large table)."""
-        stmt = text(
-            """
-            SELECT status, count(*) FROM jobs WHERE status IN ('pending', 'retrying') GROUP BY status
-            UNION ALL SELECT 'running', count(*) FROM jobs WHERE status = 'running'
-            """
-        )
-        return {row[0]: int(row[1]) for row in await self.session.execute(stmt)}
+        return {row[0]: int(row[1]) for row in await self.db.fetch(LIVE_COUNTS)}
 
     async def oldest_due_wait_seconds(self) -> float:
         """How long the longest-waiting due job has been waiting (0 when none waits)."""
-        stmt = text(
-            """
-            SELECT coalesce(extract(epoch FROM now() - min(scheduled_at)), 0) FROM jobs
-            WHERE status IN ('pending', 'retrying') AND scheduled_at <= now()
-            """
-        )
-        return float((await self.session.execute(stmt)).scalar_one())
+        return float(await self.db.fetchval(OLDEST_DUE_WAIT))
 
-    async def recover_lapsed(self, limit: int) -> list[Row[Any]]:
-        """Take back running jobs whose lease lapsed: retry, fail or cancel them."""
-        return list((await self.session.execute(_RECOVER_LAPSED_SQL, {"limit": limit})).all())
-
-    async def due_waiting(self, older_than_s: float, limit: int) -> list[Row[Any]]:
-        """Waiting jobs that are due (or soon due) and untouched for a while: candidates to re-enqueue."""
-        stmt = text(
-            """
-            SELECT id, attempts, scheduled_at FROM jobs
-            WHERE status IN ('pending', 'retrying') AND NOT cancel_requested
-              AND updated_at < now() - make_interval(secs => :grace)
-            ORDER BY scheduled_at LIMIT :limit
-            """
-        )
-        return list((await self.session.execute(stmt, {"grace": older_than_s, "limit": limit})).all())
-
-    async def expired_terminal(self, retention_days: float, limit: int) -> list[Row[Any]]:
+    async def expired_terminal(self, retention_s: float, limit: int) -> list[asyncpg.Record]:
         """A batch of terminal jobs that finished before the retention window."""
-        stmt = text(
-            """
-            SELECT id, result_file FROM jobs
-            WHERE status IN ('completed', 'failed', 'cancelled')
-              AND finished_at < now() - make_interval(secs => :secs)
-            ORDER BY finished_at LIMIT :limit
-            """
-        )
-        params = {"secs": retention_days * 86400, "limit": limit}
-        return list((await self.session.execute(stmt, params)).all())
+        rows: list[asyncpg.Record] = await self.db.fetch(EXPIRED_TERMINAL, float(retention_s), limit)
+        return rows
 
-    async def delete_ids(self, ids: Sequence[uuid.UUID]) -> int:
-        """Delete jobs by id (their runs go with them)."""
-        result = await self.session.execute(delete(Job).where(Job.id.in_(list(ids))))
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    async def delete_expired(self, ids: Sequence[uuid.UUID], retention_s: float) -> list[uuid.UUID]:
+        """Delete these jobs if they are still terminal and expired; returns the ids that went."""
+        rows = await self.db.fetch(DELETE_EXPIRED, list(ids), float(retention_s))
+        return [r["id"] for r in rows]
 
     async def existing_ids(self, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Which of these job ids still exist."""
-        rows = await self.session.execute(select(Job.id).where(Job.id.in_(list(ids))))
-        return set(rows.scalars())
-
-    async def runs_of(self, job_id: uuid.UUID) -> list[JobRun]:
-        """Every claim of a job, in order."""
-        stmt = select(JobRun).where(JobRun.job_id == job_id).order_by(JobRun.started_at, JobRun.id)
-        return list((await self.session.execute(stmt)).scalars())
+        return {r["id"] for r in await self.db.fetch(EXISTING, list(ids))}

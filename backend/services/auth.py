@@ -8,8 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
+from backend.db.pool import Executor
 from backend.repo.api_keys import ApiKeyRepository
 
 KEY_PREFIX = "jp_"
@@ -41,8 +40,8 @@ class Principal:
 class Authenticator:
     """Looks keys up by hash, caching hits briefly so every request does not pay a query."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], cache_seconds: float) -> None:
-        self._sessions = sessions
+    def __init__(self, db: Executor, cache_seconds: float) -> None:
+        self._keys = ApiKeyRepository(db)
         self._ttl = cache_seconds
         self._cache: dict[str, tuple[float, Principal]] = {}
 
@@ -53,8 +52,7 @@ class Authenticator:
         now = time.monotonic()
         if hit is not None and hit[0] > now:
             return hit[1]
-        async with self._sessions() as session:
-            row = await ApiKeyRepository(session).active_by_hash(digest)
+        row = await self._keys.active_by_hash(digest)
         if row is None:
             self._cache.pop(digest, None)
             return None
@@ -66,16 +64,16 @@ class Authenticator:
         return principal
 
 
-async def create_key(session: AsyncSession, name: str, raw: str | None = None) -> tuple[str, uuid.UUID]:
+async def create_key(db: Executor, name: str, raw: str | None = None) -> tuple[str, uuid.UUID]:
     """Store a key (a new random one unless `raw` is given); returns the secret and its id."""
     raw = raw or generate_key()
-    row = await ApiKeyRepository(session).add(name, hash_key(raw), display_prefix(raw))
+    row = await ApiKeyRepository(db).add(name, hash_key(raw), display_prefix(raw))
     return raw, row.id
 
 
-async def ensure_key(session: AsyncSession, raw: str, name: str = "bootstrap") -> uuid.UUID:
+async def ensure_key(db: Executor, raw: str, name: str = "bootstrap") -> uuid.UUID:
     """Make sure this exact key exists (idempotent); used for BOOTSTRAP_API_KEY."""
-    existing = await ApiKeyRepository(session).by_hash(hash_key(raw))
+    existing = await ApiKeyRepository(db).by_hash(hash_key(raw))
     if existing is not None:
         return existing.id
-    return (await create_key(session, name, raw))[1]
+    return (await create_key(db, name, raw))[1]

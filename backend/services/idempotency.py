@@ -1,63 +1,11 @@
-"""Idempotency-Key rules: parsing the header and fingerprinting the request."""
+"""Idempotency-Key rules: the request fingerprint (the header itself is parsed in `backend/api`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from backend.domain.errors import IdempotencyKeyInvalid
-
-MAX_KEY_LENGTH = 255
-
-
-def _printable(text: str) -> bool:
-    return all(0x20 <= ord(ch) <= 0x7E for ch in text)
-
-
-def _unquote_sf_string(value: str) -> str:
-    """Decode an RFC 8941 sf-string (`"..."` with `\\"` and `\\\\` escapes)."""
-    inner, out, i = value[1:-1], [], 0
-    while i < len(inner):
-        ch = inner[i]
-        if ch == "\\":
-            if i + 1 >= len(inner) or inner[i + 1] not in '"\\':
-                raise IdempotencyKeyInvalid()
-            out.append(inner[i + 1])
-            i += 2
-            continue
-        if ch == '"':
-            raise IdempotencyKeyInvalid()
-        out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-def parse_idempotency_key(header: str) -> str:
-    """The key a header value names: bare or a quoted structured-field string map to the same key.
-
-    A value that opens with a double quote is an sf-string and must be a well-formed one: `"abc` is
-    a malformed header, not the bare key `"abc`.
-    """
-    value = header.strip()
-    if not _printable(value):
-        raise IdempotencyKeyInvalid()
-    if value.startswith('"'):
-        if len(value) < 2 or not value.endswith('"'):
-            raise IdempotencyKeyInvalid()
-        value = _unquote_sf_string(value)
-    if not 1 <= len(value) <= MAX_KEY_LENGTH:
-        raise IdempotencyKeyInvalid()
-    return value
-
-
-def parse_idempotency_header(lines: Sequence[str]) -> str:
-    """The key named by a request's Idempotency-Key field lines; two lines are ambiguous, so 400."""
-    if len(lines) != 1:
-        raise IdempotencyKeyInvalid("Idempotency-Key must be sent exactly once")
-    return parse_idempotency_key(lines[0])
 
 
 def canonical_json(body: Any) -> str:

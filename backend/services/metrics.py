@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from arq.connections import ArqRedis
-from sqlalchemy.ext.asyncio import AsyncEngine
-
+from backend.domain.enums import LIVE_STATUSES
 from backend.repo.jobs import JobRepository
+from backend.resources import Resources
 
-LIVE_STATUSES = ("pending", "retrying", "running")
 
-
-async def render_metrics(engine: AsyncEngine, redis: ArqRedis, queue_name: str) -> str:
+async def render_metrics(res: Resources) -> str:
     """The metrics page. Only cheap queries: terminal jobs are not counted (that needs a table scan)."""
-    async with engine.connect() as conn:
-        repo = JobRepository(conn)
-        counts = await repo.live_counts()
-        oldest = await repo.oldest_due_wait_seconds()
-    queued = int(await redis.zcard(queue_name))
+    jobs = JobRepository(res.pool)
+    counts = await jobs.live_counts()
+    oldest = await jobs.oldest_due_wait_seconds()
+    queued = await res.queue.depth()
     lines = [
         "# HELP jobplatform_jobs Jobs waiting or running, by status.",
         "# TYPE jobplatform_jobs gauge",

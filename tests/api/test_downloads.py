@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,12 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
-from backend.db.session import make_engine, make_sessionmaker
+from backend.services.purge import purge
+from tests.utils import db
 from tests.utils.stack import Stack, submit, wait_for
-from worker.cron import purge
-from worker.settings import standalone_runtime
 
 
 @dataclass
@@ -190,18 +189,11 @@ async def test_missing_or_replaced_file_is_404(client: httpx.AsyncClient, stack:
 async def test_purged_job_is_404(client: httpx.AsyncClient, stack: Stack) -> None:
     done = await completed_report(client)
     long_ago = datetime.now(UTC) - timedelta(days=stack.settings.job_retention_days + 1)
-    engine = make_engine(stack.settings.require_database_url(), pool_size=1)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            await session.execute(
-                text("UPDATE jobs SET finished_at = :t WHERE id = :id"), {"t": long_ago, "id": done["id"]}
-            )
-            await session.commit()
-    finally:
-        await engine.dispose()
-    async with standalone_runtime(stack.settings) as runtime:
+    sql = "UPDATE jobs SET finished_at = $1 WHERE id = $2"
+    await db.execute(stack.settings, sql, long_ago, uuid.UUID(done["id"]))
+    async with db.resources(stack.settings) as res:
         for _ in range(50):  # a worker's own purge cron may hold the lock for a moment
-            if (await purge(runtime)).jobs:
+            if (await purge(res)).jobs:
                 break
             await asyncio.sleep(0.1)
     assert not (stack.settings.resolved_results_dir / done["id"]).exists()

@@ -8,15 +8,14 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
-from sqlalchemy import select
 
 from backend.core.config import Settings
-from backend.db.models import IdempotencyKey
-from backend.db.session import make_engine, make_sessionmaker
 from backend.repo.idempotency import IdempotencyRepository
+from tests.utils import db
 from tests.utils.stack import Stack, serve_api, start_valkey, wait_for
 
 IDEM = "Idempotency-Key"
@@ -44,18 +43,13 @@ async def job_ids(client: httpx.AsyncClient) -> list[str]:
 @contextlib.asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[IdempotencyRepository]:
     """Direct access to the stack's key records (to check what the API stored)."""
-    engine = make_engine(settings.require_database_url(), pool_size=1)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            yield IdempotencyRepository(session)
-    finally:
-        await engine.dispose()
+    async with db.pool(settings) as pool:
+        yield IdempotencyRepository(pool)
 
 
-async def records(settings: Settings, key: str) -> list[IdempotencyKey]:
-    async with database(settings) as repo:
-        stmt = select(IdempotencyKey).where(IdempotencyKey.key == key)
-        return list((await repo.session.execute(stmt)).scalars())
+async def records(settings: Settings, key: str) -> list[SimpleNamespace]:
+    rows = await db.fetch(settings, "SELECT * FROM idempotency_keys WHERE key = $1", key)
+    return [SimpleNamespace(**dict(row.items())) for row in rows]
 
 
 def assert_replay_of(first: httpx.Response, again: httpx.Response) -> None:
@@ -222,7 +216,6 @@ async def test_expired_record_counts_as_absent_and_is_purged(isolated: Any) -> N
 
         async with database(s.settings) as repo:
             assert await repo.delete_expired(ttl, limit=10) == 1
-            await repo.session.commit()
         assert await records(s.settings, "purge-me") == []
         assert len(await job_ids(client)) == 3  # expiry forgets the key, never the jobs
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from backend.adapters.ratelimit import RateLimit
 from backend.core.config import Settings
-from backend.services.ratelimit import RateLimit
 
 BODY = {"type": "sleep", "payload": {"seconds": 0}}
 

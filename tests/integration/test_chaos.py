@@ -13,22 +13,12 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
-from backend.db.session import make_engine
+from tests.utils import db
 
 JOBS = 500
 WORKERS = 3
 KILL_EVERY_S = 2.0
-
-
-async def _fetch(url: str, sql: str) -> list[Any]:
-    engine = make_engine(url, pool_size=1)
-    try:
-        async with engine.connect() as conn:
-            return list((await conn.execute(text(sql))).all())
-    finally:
-        await engine.dispose()
 
 
 @pytest.mark.slow
@@ -49,7 +39,6 @@ async def test_chaos_every_job_terminal_and_never_run_concurrently(isolated: Any
             return str(r.json()["id"])
 
         submitting = asyncio.gather(*(post(i) for i in range(JOBS)))
-        url = stack.settings.require_database_url()
         deadline = time.monotonic() + 90
         kills = 0
         while time.monotonic() < deadline:
@@ -59,23 +48,26 @@ async def test_chaos_every_job_terminal_and_never_run_concurrently(isolated: Any
             kills += 1
             stack.spawn_worker()
             if submitting.done():
-                left = await _fetch(
-                    url, "SELECT count(*) FROM jobs WHERE status NOT IN ('completed','failed','cancelled')"
+                left = await db.fetch(
+                    stack.settings,
+                    "SELECT count(*) FROM jobs WHERE status NOT IN ('completed','failed','cancelled')",
                 )
                 if left[0][0] == 0 or kills >= 12:
                     break
         ids = await submitting
         while time.monotonic() < deadline:
-            left = await _fetch(
-                url, "SELECT count(*) FROM jobs WHERE status NOT IN ('completed','failed','cancelled')"
+            left = await db.fetch(
+                stack.settings,
+                "SELECT count(*) FROM jobs WHERE status NOT IN ('completed','failed','cancelled')",
             )
             if left[0][0] == 0:
                 break
             await asyncio.sleep(0.5)
 
-        jobs = await _fetch(url, "SELECT id::text, status, attempts FROM jobs")
-        runs = await _fetch(
-            url, "SELECT job_id::text, started_at, ended_at, outcome FROM job_runs ORDER BY started_at"
+        jobs = await db.fetch(stack.settings, "SELECT id::text, status, attempts FROM jobs")
+        runs = await db.fetch(
+            stack.settings,
+            "SELECT job_id::text, started_at, ended_at, outcome FROM job_runs ORDER BY started_at",
         )
 
     assert kills >= 3

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import httpx
 
-from backend.services.storage import LocalStorage, file_key
+from backend.adapters.storage import LocalStorage, file_key
 from tests.utils.stack import Stack, submit, wait_for
 from worker.context import Progress
 from worker.files import HashingWriter

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 
-from backend.db.session import make_engine, make_sessionmaker
+from tests.utils import db
 from tests.utils.stack import Stack, submit, wait_for
 from worker.tasks.jobs_export import BATCH_ROWS, COLUMNS, FORMULA_TRIGGERS
 
@@ -83,23 +83,17 @@ async def test_export_filters_by_status_and_type(client: httpx.AsyncClient) -> N
 async def test_export_streams_many_rows_in_creation_order(client: httpx.AsyncClient, stack: Stack) -> None:
     seed = await submit(client, "square_sum", {"data": [1]})
     bulk = BATCH_ROWS * 2 + 500  # several server-side cursor batches, the last one partial
-    engine = make_engine(stack.settings.require_database_url(), pool_size=1)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            await session.execute(
-                text(
-                    """
-                    INSERT INTO jobs (id, owner_id, type, name, payload, status, finished_at, created_at)
-                    SELECT gen_random_uuid(), owner_id, 'square_sum', '=bulk ' || g, '{"data": [1]}',
-                           'completed', now(), now() + make_interval(secs => g)
-                    FROM jobs, generate_series(1, :n) AS g WHERE jobs.id = :seed
-                    """
-                ),
-                {"n": bulk, "seed": seed["id"]},
-            )
-            await session.commit()
-    finally:
-        await engine.dispose()
+    await db.execute(
+        stack.settings,
+        """
+        INSERT INTO jobs (id, owner_id, type, name, payload, status, finished_at, created_at)
+        SELECT gen_random_uuid(), owner_id, 'square_sum', '=bulk ' || g, '{"data": [1]}',
+               'completed', now(), now() + make_interval(secs => g)
+        FROM jobs, generate_series(1, $1::int) AS g WHERE jobs.id = $2
+        """,
+        bulk,
+        uuid.UUID(seed["id"]),
+    )
     rows = await export(client)
     assert len(rows) == bulk + 2  # the bulk rows, the seed job and the export job
     names = [row["name"] for row in rows if row["name"].startswith("'=bulk")]

@@ -11,22 +11,10 @@ import sys
 import uuid
 from typing import Any
 
-from sqlalchemy import text
-
-from backend.db.session import make_engine
+from backend.services.purge import purge
+from tests.utils import db
+from tests.utils.db import resources
 from tests.utils.stack import ROOT, settings_env, submit, wait_for
-from worker import cron
-from worker.settings import standalone_runtime
-
-
-async def _sql(url: str, sql: str, **params: Any) -> list[Any]:
-    engine = make_engine(url, pool_size=1)
-    try:
-        async with engine.begin() as conn:
-            result = await conn.execute(text(sql), params)
-            return list(result.all()) if result.returns_rows else []
-    finally:
-        await engine.dispose()
 
 
 async def test_purge_removes_exactly_old_rows_and_files(isolated: Any) -> None:
@@ -47,19 +35,19 @@ async def test_purge_removes_exactly_old_rows_and_files(isolated: Any) -> None:
             )
             for job in old + new:
                 await wait_for(client, job["id"], {"completed"})
-        url = stack.settings.require_database_url()
-        await _sql(
-            url,
-            "UPDATE jobs SET finished_at = now() - interval '8 days' WHERE id = ANY(:ids)",
-            ids=[uuid.UUID(j["id"]) for j in old],
+        s = stack.settings
+        await db.execute(
+            s,
+            "UPDATE jobs SET finished_at = now() - interval '8 days' WHERE id = ANY($1::uuid[])",
+            [uuid.UUID(j["id"]) for j in old],
         )
-        await _sql(
-            url,
-            "UPDATE jobs SET created_at = now() - interval '30 days' WHERE id = :id",
-            id=old_waiting["id"],
+        await db.execute(
+            s,
+            "UPDATE jobs SET created_at = now() - interval '30 days' WHERE id = $1",
+            uuid.UUID(old_waiting["id"]),
         )
-        await _sql(
-            url, "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'k-old'"
+        await db.execute(
+            s, "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'k-old'"
         )
         results = stack.settings.resolved_results_dir
         orphan = results / str(uuid.uuid4())
@@ -77,18 +65,18 @@ async def test_purge_removes_exactly_old_rows_and_files(isolated: Any) -> None:
             check=True,
         )
         assert "would remove: 3 jobs, 3 files, 1 idempotency keys, 1 orphan files" in dry.stdout
-        assert len(await _sql(url, "SELECT id FROM jobs")) == 8
+        assert len(await db.fetch(s, "SELECT id FROM jobs")) == 8
 
-        async with standalone_runtime(stack.settings.model_copy(update={"purge_batch_size": 2})) as runtime:
-            report = await cron.purge(runtime)
+        async with resources(s.model_copy(update={"purge_batch_size": 2})) as res:
+            report = await purge(res)
         assert (report.jobs, report.files, report.idempotency_keys, report.orphan_files) == (3, 3, 1, 1)
         assert report.batches == 2  # bounded batches: 2 + 1
 
-        left = {str(r[0]) for r in await _sql(url, "SELECT id FROM jobs")}
+        left = {str(r[0]) for r in await db.fetch(s, "SELECT id FROM jobs")}
         old_ids = {j["id"] for j in old}
         assert len(left) == 5 and not left & old_ids
         assert {j["id"] for j in new} | {old_waiting["id"], keyed.json()["id"]} <= left
-        assert [r[0] for r in await _sql(url, "SELECT key FROM idempotency_keys")] == ["k-new"]
+        assert [r[0] for r in await db.fetch(s, "SELECT key FROM idempotency_keys")] == ["k-new"]
         assert not orphan.exists()
         for job in old:
             assert not (results / job["id"]).exists()

@@ -170,7 +170,7 @@ async def test_paused_worker_cannot_replace_the_recorded_file(isolated: Any) -> 
 
 async def test_arq_in_progress_marker_is_short_lived(stack: Any, client: Any) -> None:
     """A worker killed between pick-up and claim must not strand the delivery for arq's hour-long marker."""
-    from worker.settings import delivery_lock_seconds
+    from backend.adapters.queue import in_progress_ttl_s
 
     job = await submit(client, "sleep", {"seconds": 1})
     await wait_for(client, job["id"], {"running"})
@@ -179,4 +179,4 @@ async def test_arq_in_progress_marker_is_short_lived(stack: Any, client: Any) ->
         ttl_ms = await r.pttl(f"arq:in-progress:{job['id']}:0")
     finally:
         await r.aclose()
-    assert 0 < ttl_ms <= delivery_lock_seconds(stack.settings) * 1000
+    assert 0 < ttl_ms <= in_progress_ttl_s(stack.settings.lease_seconds) * 1000

@@ -9,22 +9,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 
-from backend.db.session import make_engine, make_sessionmaker
+from backend.domain.records import RunRecord
+from backend.domain.retry import backoff_ceiling
 from backend.repo.jobs import JobRepository
-from backend.services.retry import backoff_ceiling
+from tests.utils import db
 from tests.utils.stack import Stack, submit, wait_for
 
 
-async def runs_of(stack: Stack, job_id: str) -> list[Any]:
+async def runs_of(stack: Stack, job_id: str) -> list[RunRecord]:
     """The job's claim history from `job_runs`."""
-    engine = make_engine(stack.settings.require_database_url(), pool_size=1)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            return await JobRepository(session).runs_of(uuid.UUID(job_id))
-    finally:
-        await engine.dispose()
+    async with db.pool(stack.settings) as pool:
+        return await JobRepository(pool).runs_of(uuid.UUID(job_id))
 
 
 async def test_square_and_cube_sums(client: httpx.AsyncClient) -> None:
@@ -73,13 +69,9 @@ async def test_permanent_error_fails_at_once(stack: Stack, client: httpx.AsyncCl
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     job = await submit(client, "sleep", {"seconds": 60}, scheduled_at=later)
     await client.post(f"/jobs/{job['id']}/cancel")
-    engine = make_engine(stack.settings.require_database_url(), pool_size=1)
-    try:  # bad input discovered late: the stored payload no longer validates when the worker reads it
-        async with engine.begin() as conn:
-            bad = text("UPDATE jobs SET payload = '{\"seconds\": -5}' WHERE id = :id")
-            await conn.execute(bad, {"id": job["id"]})
-    finally:
-        await engine.dispose()
+    # Bad input discovered late: the stored payload no longer validates when the worker reads it.
+    bad = "UPDATE jobs SET payload = '{\"seconds\": -5}' WHERE id = $1"
+    await db.execute(stack.settings, bad, uuid.UUID(job["id"]))
     assert (await client.post(f"/jobs/{job['id']}/retry")).status_code == 202
     done = await wait_for(client, job["id"], {"failed", "completed"})
     assert done["status"] == "failed" and done["attempts"] == 1 and "ValidationError" in done["error"]

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from backend.api.idempotency import MAX_KEY_LENGTH, parse_idempotency_header, parse_idempotency_key
 from backend.domain.errors import IdempotencyKeyInvalid
-from backend.services.idempotency import (
-    MAX_KEY_LENGTH,
-    canonical_json,
-    fingerprint,
-    parse_idempotency_header,
-    parse_idempotency_key,
-)
+from backend.services.idempotency import canonical_json, fingerprint
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.services.ranges import ByteRange, RangeNotSatisfiable, none_match, parse_range, strong_etag
+from backend.api.ranges import ByteRange, RangeNotSatisfiable, none_match, parse_range, strong_etag
 
 SIZE = 1000
 

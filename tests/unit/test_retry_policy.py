@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from backend.services.retry import backoff_ceiling, backoff_delay
+from backend.domain.retry import backoff_ceiling, backoff_delay
 
 
 @pytest.mark.parametrize(

@@ -21,9 +21,9 @@ from asgi_lifespan import LifespanManager
 
 from backend.core.config import Settings
 from backend.core.embedded import EmbeddedValkey, create_database, database_url, free_port
-from backend.db.session import make_engine, make_sessionmaker
 from backend.main import create_app
 from backend.services.auth import create_key
+from tests.utils import db
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_DB = "jp_template"
@@ -116,13 +116,8 @@ class Stack:
 
     async def new_key(self, name: str = "test") -> str:
         """A fresh API key (each test sees only its own jobs)."""
-        engine = make_engine(self.settings.require_database_url(), pool_size=1)
-        try:
-            async with make_sessionmaker(engine)() as session:
-                raw, _ = await create_key(session, name)
-                await session.commit()
-        finally:
-            await engine.dispose()
+        async with db.pool(self.settings) as pool:
+            raw, _ = await create_key(pool, name)
         return raw
 
     async def client(self, key: str | None = None) -> httpx.AsyncClient:

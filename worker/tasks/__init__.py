@@ -1,38 +1,24 @@
-"""The job-type registry: one module per type, each with its payload model, handler and timeout."""
+"""The worker's handler registry, derived from the job types declared in `backend/domain/job_types.py`.
+
+Each type's handler is `handle(ctx, payload)` in the module `worker/tasks/<type name>.py`.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-from backend.domain.enums import JobType
-from backend.domain.payloads import PAYLOAD_MODELS, Payload
+from backend.domain.job_types import JOB_TYPES
 from worker.context import JobContext, Outcome
-from worker.tasks import csv_report, cube_sum, jobs_export, sleep, square_sum
 
 Handler = Callable[[JobContext, Any], Awaitable[Outcome]]
 
 
-@dataclass(frozen=True)
-class TaskSpec:
-    """How to run one job type."""
-
-    handler: Handler
-    payload_model: type[Payload]
-    timeout_s: float
+def _handler(type_name: str) -> Handler:
+    module = importlib.import_module(f"{__name__}.{type_name}")
+    handle: Handler = module.handle
+    return handle
 
 
-def _spec(job_type: JobType, module: Any) -> TaskSpec:
-    return TaskSpec(module.handle, PAYLOAD_MODELS[job_type], float(module.TIMEOUT_S))
-
-
-TASKS: dict[str, TaskSpec] = {
-    JobType.CSV_REPORT: _spec(JobType.CSV_REPORT, csv_report),
-    JobType.JOBS_EXPORT: _spec(JobType.JOBS_EXPORT, jobs_export),
-    JobType.SQUARE_SUM: _spec(JobType.SQUARE_SUM, square_sum),
-    JobType.CUBE_SUM: _spec(JobType.CUBE_SUM, cube_sum),
-    JobType.SLEEP: _spec(JobType.SLEEP, sleep),
-}
-
-MAX_TIMEOUT_S = max(spec.timeout_s for spec in TASKS.values())
+HANDLERS: dict[str, Handler] = {spec.name: _handler(spec.name) for spec in JOB_TYPES}

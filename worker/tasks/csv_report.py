@@ -20,7 +20,6 @@ from worker.context import JobContext, Outcome, Progress
 from worker.files import HashingWriter, publish, scratch_file
 from worker.threads import Stopped, run_stoppable
 
-TIMEOUT_S = 3600
 CHUNK_ROWS = 10_000  # ~0.5 MB of text; one chunk is built without a GIL switch, so keep it short
 HEADER = "order_id,order_date,customer,product,quantity,unit_price,total\r\n"
 CONTENT_TYPE = "text/csv; charset=utf-8"

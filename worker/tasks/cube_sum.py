@@ -5,8 +5,6 @@ from __future__ import annotations
 from backend.domain.payloads import NumbersPayload
 from worker.context import JobContext, Outcome
 
-TIMEOUT_S = 60
-
 
 async def handle(ctx: JobContext, payload: NumbersPayload) -> Outcome:
     """Sum of x³ (exact for integers)."""

@@ -14,15 +14,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
-from sqlalchemy import func, select
 
-from backend.db.models import Job
 from backend.domain.payloads import JobsExportPayload
 from backend.repo.jobs import JobFilters, JobRepository
 from worker.context import JobContext, Outcome
 from worker.files import HashingWriter, publish, scratch_file
 
-TIMEOUT_S = 3600
 BATCH_ROWS = 2000
 COLUMNS = ("id", "type", "name", "status", "attempts", "error", "created_at", "started_at", "finished_at")
 CONTENT_TYPE = "text/csv; charset=utf-8"
@@ -50,16 +47,14 @@ def _filters(payload: JobsExportPayload) -> JobFilters:
 
 
 async def _count(ctx: JobContext, filters: JobFilters) -> int:
-    async with ctx.sessions() as session:
-        stmt = select(func.count()).select_from(Job).where(*filters.clauses(ctx.owner_id))
-        return int((await session.execute(stmt)).scalar_one())
+    return await JobRepository(ctx.pool).count_owned(ctx.owner_id, filters)
 
 
 async def _stream_into(ctx: JobContext, writer: HashingWriter, filters: JobFilters, total: int) -> int:
     written, batch = 0, []
     await anyio.to_thread.run_sync(writer.write, format_rows([COLUMNS]))
-    async with ctx.sessions() as session:
-        async for row in JobRepository(session).stream_owned(ctx.owner_id, filters, BATCH_ROWS):
+    async with ctx.pool.acquire() as conn:
+        async for row in JobRepository(conn).stream_owned(ctx.owner_id, filters, BATCH_ROWS):
             batch.append(row)
             if len(batch) >= BATCH_ROWS:
                 await anyio.to_thread.run_sync(writer.write, format_rows(batch))

@@ -8,7 +8,6 @@ import time
 from backend.domain.payloads import SleepPayload
 from worker.context import JobContext, Outcome
 
-TIMEOUT_S = 3600 + 60
 TICK_S = 0.25
 
 

@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class RateLimit:
 class RateLimiter:
     """Counts requests per API key in Redis."""
 
-    def __init__(self, redis: ArqRedis, limit: RateLimit, prefix: str) -> None:
+    def __init__(self, redis: Redis, limit: RateLimit, prefix: str) -> None:
         self.limit = limit
         self.prefix = prefix
         self._hit = redis.register_script(HIT_LUA)

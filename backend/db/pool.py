@@ -1,0 +1,37 @@
+"""The one database path of a process: an asyncpg pool (json/jsonb as Python objects).
+
+SQLAlchemy models (`models.py`) stay the schema for Alembic and the migration test; at run time every
+statement goes through the repositories in `backend/repo/` on this pool. asyncpg prepares and caches
+each statement per connection; SQLAlchemy's per-statement overhead (pool checkout, compilation cache,
+result processing: about 0.3 ms, measured) was a large share of a short job or request.
+"""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+
+Executor = asyncpg.Pool | asyncpg.Connection  # a pool runs each statement on a borrowed connection
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The DSN asyncpg accepts, from our SQLAlchemy-style `postgresql+asyncpg://` URL."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def _json_codecs(conn: asyncpg.Connection) -> None:
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(url: str, size: int) -> asyncpg.Pool:
+    """A pool of up to `size` connections, opened lazily past the first one.
+
+    Past `size`, callers wait their turn for a connection: under load that beats opening a
+    PostgreSQL backend per request.
+    """
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        asyncpg_dsn(url), min_size=1, max_size=size, init=_json_codecs, max_inactive_connection_lifetime=300
+    )
+    return pool
