@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from backend.adapters.ratelimit import RateLimit, RateLimiter
 from backend.api import downloads, health, jobs
+from backend.api.docs import install_docs
 from backend.api.errors import install_error_handlers
 from backend.api.limits import BodySizeLimit
 from backend.api.state import AppState
@@ -45,10 +46,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.platform = await build_state(res)
             yield
 
-    app = FastAPI(title="Async Job Platform", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Async Job Platform",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served from packaged assets by install_docs, not from a CDN
+        redoc_url=None,
+    )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(downloads.router)
+    install_docs(app)
     return app
