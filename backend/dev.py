@@ -6,12 +6,12 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
+from types import FrameType
 
 from backend.core.config import Settings
 from backend.core.embedded import EmbeddedPostgres, EmbeddedValkey, create_database, database_url
+from backend.launcher import ChildProcess, Supervisor, platform_command
 from backend.services.auth import generate_key
 
 DEV_DATABASE = "jobplatform"
@@ -32,18 +32,20 @@ def _write_env(env_file: Path, values: dict[str, str]) -> None:
     env_file.chmod(0o600)
 
 
-def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "backend.cli", *args], env=env)
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM during start-up acts like Ctrl-C: `run_dev`'s `finally` still stops what was started."""
+    raise KeyboardInterrupt
 
 
 def run_dev(settings: Settings) -> None:
-    """Start servers, migrate, run API + worker until Ctrl-C, then stop everything."""
+    """Start servers, migrate, keep API + worker running (restarted if they die) until Ctrl-C or SIGTERM."""
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env_file = data_dir / "dev.env"
     pg = EmbeddedPostgres(data_dir / "postgres") if not settings.database_url else None
     valkey = EmbeddedValkey(data_dir / "valkey") if not settings.redis_url else None
-    children: list[subprocess.Popen[bytes]] = []
+    supervisor: Supervisor | None = None
+    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
     try:
         db_url = settings.database_url
         if pg is not None:
@@ -61,46 +63,45 @@ def run_dev(settings: Settings) -> None:
         }
         _write_env(env_file, values)
         env = {**os.environ, **values}
-        subprocess.run([sys.executable, "-m", "backend.cli", "migrate"], env=env, check=True)
-        children.append(_spawn(["api"], env))
-        children.append(_spawn(["worker"], env))
-        base = f"http://{settings.host}:{settings.port}"
-        print(
-            f"\n  Async Job Platform is starting\n"
-            f"  Swagger UI : {base}/docs\n"
-            f"  API key    : {key}\n"
-            f"  Env file   : {env_file}  (source it in another shell to add workers)\n"
-            f"  Ctrl-C stops everything.\n",
-            flush=True,
-        )
-        _wait(children)
+        subprocess.run(platform_command("migrate"), env=env, check=True)
+        supervisor = _platform(env)
+        supervisor.start()
+        _print_banner(settings, key, env_file)
+        supervisor.run()
     finally:
-        _stop(children)
-        if valkey is not None:
-            valkey.stop()
-        if pg is not None:
-            pg.stop()
+        signal.signal(
+            signal.SIGTERM, signal.SIG_IGN
+        )  # already stopping: a second SIGTERM must not cut it short
+        _stop(supervisor, valkey, pg)
+        signal.signal(signal.SIGTERM, previous_sigterm)
 
 
-def _wait(children: list[subprocess.Popen[bytes]]) -> None:
-    stop = False
-
-    def _on_signal(signum: int, _: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    while not stop and all(c.poll() is None for c in children):
-        time.sleep(0.2)
+def _stop(supervisor: Supervisor | None, valkey: EmbeddedValkey | None, pg: EmbeddedPostgres | None) -> None:
+    """Stop the children first, then Valkey, then PostgreSQL (whatever of them was started)."""
+    if supervisor is not None:
+        supervisor.stop()
+    if valkey is not None:
+        valkey.stop()
+    if pg is not None:
+        pg.stop()
 
 
-def _stop(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    for child in children:
-        try:
-            child.wait(30)
-        except subprocess.TimeoutExpired:
-            child.kill()
+def _platform(env: dict[str, str]) -> Supervisor:
+    """The API and one worker, each restarted with back-off whenever it exits."""
+    children = {
+        role: ChildProcess(platform_command(role), env=env, own_group=True) for role in ("api", "worker")
+    }
+    return Supervisor(children)
+
+
+def _print_banner(settings: Settings, key: str, env_file: Path) -> None:
+    """Where to find the API and how to reach it from another shell."""
+    base = f"http://{settings.host}:{settings.port}"
+    print(
+        f"\n  Async Job Platform is starting\n"
+        f"  Swagger UI : {base}/docs\n"
+        f"  API key    : {key}\n"
+        f"  Env file   : {env_file}  (source it in another shell to add workers)\n"
+        f"  Ctrl-C stops everything.\n",
+        flush=True,
+    )

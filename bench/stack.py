@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +25,7 @@ from backend.core.embedded import (
     database_url,
     free_port,
 )
+from backend.launcher import ChildProcess, platform_command, stop_all
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "bench"
@@ -62,29 +59,19 @@ async def wait_until(check: Callable[[], Any], what: str, within: float = READY_
     raise BenchError(f"timed out after {within:g}s waiting for {what}")
 
 
-class Proc:
-    """A child process with its log in the run folder."""
+class Proc(ChildProcess):
+    """A child process with its log in the run folder, started at once."""
 
     def __init__(self, name: str, args: Sequence[str], env: dict[str, str], log_dir: Path) -> None:
+        super().__init__(args, env=env, cwd=log_dir, log_path=log_dir / f"{name}.log")
         self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        with self.log_path.open("ab") as log:
-            self.popen = subprocess.Popen(
-                list(args), env=env, cwd=log_dir, stdout=log, stderr=subprocess.STDOUT
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
+        self.start()
 
     def check_alive(self) -> None:
         """Raise with the tail of its log if the process has died."""
         if not self.alive():
-            tail = self.log_path.read_text(errors="replace")[-2000:]
-            raise BenchError(f"{self.name} exited with {self.popen.returncode}:\n{tail}")
+            tail = self.log_path.read_text(errors="replace")[-2000:] if self.log_path else ""
+            raise BenchError(f"{self.name} exited with {self.returncode}:\n{tail}")
 
     def peak_rss(self) -> int:
         """Peak resident set size so far (VmHWM), in bytes."""
@@ -101,20 +88,9 @@ class Proc:
             return False
         return any(c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED for c in conns)
 
-    def kill(self) -> None:
-        """SIGKILL, no clean-up (a machine dying)."""
-        if self.alive():
-            self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(10)
-
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL if it lingers."""
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        self.terminate(timeout)
 
 
 @dataclass
@@ -132,14 +108,7 @@ class Processes:
         return proc
 
     def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.alive():
-                proc.popen.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            with contextlib.suppress(Exception):
-                proc.popen.wait(10)
-            with contextlib.suppress(Exception):
-                proc.kill()
+        stop_all(self.procs, timeout=10)
 
 
 @dataclass
@@ -217,8 +186,7 @@ class Platform:
     async def start_api(self) -> None:
         from bench.http import get_status
 
-        cmd = [sys.executable, "-m", "backend.cli", "api"]
-        self.api = self.procs.start("api", cmd, self.env())
+        self.api = self.procs.start("api", platform_command("api"), self.env())
 
         async def healthy() -> bool:
             assert self.api is not None
@@ -228,8 +196,7 @@ class Platform:
         await wait_until(healthy, "the API to answer /health")
 
     async def spawn_worker(self, **overrides: str) -> Proc:
-        cmd = [sys.executable, "-m", "backend.cli", "worker"]
-        worker = self.procs.start("worker", cmd, self.env(**overrides))
+        worker = self.procs.start("worker", platform_command("worker"), self.env(**overrides))
         self.workers.append(worker)
         await wait_connected(worker, self.servers.redis_port)
         return worker

@@ -113,7 +113,11 @@ class EmbeddedValkey:
         self.port = self.port or free_port()
         args = [valkey_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir)]
         args += ["--save", "", "--appendonly", "no", "--logfile", str(self.data_dir / "valkey.log")]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Its own process group: a Ctrl-C in the terminal must not stop Valkey before the workers that use
+        # it; whoever started it stops it, last (as pg_ctl does for PostgreSQL).
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0
+        )
         self._wait_ready()
         return f"redis://127.0.0.1:{self.port}/0"
 

@@ -6,21 +6,20 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
 
 from backend.core.config import Settings
 from backend.core.embedded import EmbeddedValkey, create_database, database_url, free_port
+from backend.launcher import ChildProcess, platform_command
 from backend.main import create_app
 from backend.services.auth import create_key
 from tests.utils import db
@@ -53,48 +52,17 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
+class WorkerProcess(ChildProcess):
     """A real `jobplatform worker` process."""
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
+        super().__init__(platform_command("worker"), env=settings_env(settings), cwd=ROOT, log_path=log_path)
         self.settings = settings
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> WorkerProcess:
-        """Spawn the worker; returns at once (it is ready within a second or so)."""
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", "worker"],
-            env=settings_env(self.settings),
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        return self
 
     @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, as when a machine dies."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def terminate(self, timeout: float = 30) -> int | None:
-        """SIGTERM and wait for a graceful exit."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return None
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        """The OS process, for signals the launcher has no method for (SIGSTOP, SIGCONT)."""
+        return self.popen
 
 
 @dataclass
@@ -200,11 +168,6 @@ def start_valkey(tmp: Path) -> EmbeddedValkey:
     return server
 
 
-def open_log(path: Path) -> IO[bytes]:
-    """A log file to append a subprocess's output to."""
-    return path.open("ab")
-
-
 def read_log(path: Path) -> str:
     """A subprocess's log, for assertion messages."""
     return path.read_text(errors="replace")
@@ -215,15 +178,12 @@ async def serve_api(settings: Settings, log_path: Path) -> AsyncIterator[str]:
     """A real `jobplatform api` (uvicorn) process on this stack; yields its base URL."""
     port = free_port()
     env = {**settings_env(settings), "PORT": str(port), "HOST": "127.0.0.1"}
-    with open_log(log_path) as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "backend.cli", "api", env=env, cwd=ROOT, stdout=log, stderr=log
-        )
+    api = ChildProcess(platform_command("api"), env=env, cwd=ROOT, log_path=log_path).start()
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base) as probe:
             for _ in range(300):
-                assert proc.returncode is None, read_log(log_path)
+                assert api.alive(), read_log(log_path)
                 with contextlib.suppress(httpx.TransportError):
                     if (await probe.get("/health")).status_code == 200:
                         break
@@ -232,10 +192,4 @@ async def serve_api(settings: Settings, log_path: Path) -> AsyncIterator[str]:
                 raise AssertionError(f"API did not start: {read_log(log_path)}")
         yield base
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 15)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await api.terminate_async(15)
