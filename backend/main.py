@@ -14,8 +14,13 @@ from backend.api.errors import install_error_handlers
 from backend.api.limits import BodySizeLimit
 from backend.api.state import AppState
 from backend.core.config import Settings, get_settings
+from backend.repo.jobs import JobRepository
 from backend.resources import Resources, open_resources
 from backend.services.auth import Authenticator, ensure_key
+from backend.services.quotas import QuotaGuard
+from backend.services.watch import JobWatcher
+
+EVENTS_POLL_S = 0.25  # one query per interval per API process, whatever the number of streams
 
 DESCRIPTION = """
 Submit long-running work, track it, download what it produced.
@@ -33,7 +38,9 @@ async def build_state(res: Resources) -> AppState:
     if settings.rate_limit:
         limit = RateLimit.parse(settings.rate_limit)
         limiter = RateLimiter(res.queue.redis, limit, f"{settings.queue_name}:ratelimit")
-    return AppState(res, Authenticator(res.pool, settings.auth_cache_seconds), limiter)
+    watcher = JobWatcher(JobRepository(res.pool), EVENTS_POLL_S, settings.sse_max_streams_per_key)
+    quotas = QuotaGuard(JobRepository(res.pool), settings)
+    return AppState(res, Authenticator(res.pool, settings.auth_cache_seconds), watcher, quotas, limiter)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -43,8 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(settings, settings.db_pool_size) as res:
-            app.state.platform = await build_state(res)
-            yield
+            app.state.platform = state = await build_state(res)
+            try:
+                yield
+            finally:
+                await state.watcher.close()
 
     app = FastAPI(
         title="Async Job Platform",

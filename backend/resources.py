@@ -41,7 +41,8 @@ async def open_resources(
     pool = await create_pool(settings.require_database_url(), pool_size)
     try:
         storage = LocalStorage(settings.resolved_results_dir)
-        yield Resources(settings, pool, Queue(redis, settings.queue_name), storage)
+        queue = Queue(redis, settings.queue_name, settings.queue_horizon_seconds, settings.lease_seconds)
+        yield Resources(settings, pool, queue, storage)
     finally:
         await pool.close()
         if own_redis:

@@ -7,15 +7,16 @@ import logging
 import uuid
 from typing import Any
 
+import asyncpg
 from pydantic import ValidationError
 
-from backend.domain.errors import PermanentJobError
+from backend.domain.errors import JobFailure, PermanentJobError
 from backend.domain.job_types import SPECS
 from backend.domain.lifecycle import Ending, RunEnd, RunState, decide, succeeded
 from backend.domain.records import Claim
 from backend.repo.jobs import JobRepository
 from backend.resources import Resources
-from backend.services.runs import record_ends, requeue_retries
+from backend.services.runs import record_ends, requeue_after
 from worker.context import JobContext, Outcome, Progress
 from worker.tasks import HANDLERS
 
@@ -24,10 +25,25 @@ log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 2000
 
 
-def describe(exc: BaseException) -> str:
-    """A one-line error message for the job row."""
-    text = str(exc)
-    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+# A result PostgreSQL cannot take (NaN, an integer past 4,300 digits, ...) is the run's fault, not the
+# database's: retrying would produce it again.
+UNSTORABLE = (ValueError, TypeError, OverflowError, asyncpg.DataError)
+RESULT_NOT_STORABLE = "ResultNotStorable: the result is not valid JSON for storage (e.g. NaN or infinity)"
+
+
+def describe(exc: BaseException, job_type: str) -> str:
+    """The job row's `error`: safe for clients to read.
+
+    A handler's own `JobFailure` message is meant for them, and a payload that no longer validates names
+    its fields; anything else is only its exception type (the details are in the worker log).
+    """
+    if isinstance(exc, JobFailure):
+        message = f"{type(exc).__name__}: {exc}"
+    elif isinstance(exc, ValidationError):
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) or "payload" for e in exc.errors())
+        message = f"ValidationError: the stored payload does not match the {job_type} schema ({fields})"
+    else:
+        message = f"{type(exc).__name__} (details in the worker log)"
     return message[:MAX_ERROR_CHARS]
 
 
@@ -48,9 +64,10 @@ class Runtime:
         self.heartbeat_interval = min(self.settings.heartbeat_seconds, self.settings.lease_seconds / 3)
         self.worker_id = worker_id
 
-    async def run(self, job_id: uuid.UUID) -> None:
+    async def run(self, job_id: uuid.UUID, delivery: str) -> None:
         """Run the job if this delivery wins the claim; a duplicate or late delivery is a no-op."""
-        claim = await self.jobs.claim(job_id, self.worker_id, self.settings.lease_seconds)
+        s = self.settings
+        claim = await self.jobs.claim(job_id, self.worker_id, s.lease_seconds, s.max_running_jobs_per_key)
         if claim is None:
             log.debug("delivery skipped: not claimable", extra={"job_id": str(job_id)})
             return
@@ -59,13 +76,13 @@ class Runtime:
                 claim, self._decide(claim, Ending.PERMANENT_ERROR, f"unknown job type {claim.type!r}")
             )
             return
-        await self._run_claimed(claim)
+        await self._run_claimed(claim, delivery)
 
     def timeout_of(self, job_type: str) -> float:
         """The type's timeout, unless TASK_TIMEOUTS overrides it."""
         return self.settings.task_timeouts.get(job_type, SPECS[job_type].timeout_s)
 
-    async def _run_claimed(self, claim: Claim) -> None:
+    async def _run_claimed(self, claim: Claim, delivery: str) -> None:
         ctx = JobContext(
             claim.job_id,
             claim.owner_id,
@@ -82,7 +99,8 @@ class Runtime:
             # Most jobs end before a heartbeat is due: they never pay for a heartbeat task.
             done, _ = await asyncio.wait({handler}, timeout=self.heartbeat_interval)
             if not done:
-                heartbeat = asyncio.create_task(self._heartbeat(claim, ctx.progress, handler, stop))
+                beat = self._heartbeat(claim, delivery, ctx.progress, handler, stop)
+                heartbeat = asyncio.create_task(beat)
             outcome = await handler
         except asyncio.CancelledError:
             current = asyncio.current_task()
@@ -93,12 +111,14 @@ class Runtime:
                 raise
             await self._stopped(claim, stop)
         except (PermanentJobError, ValidationError) as exc:
-            await self._end(claim, self._decide(claim, Ending.PERMANENT_ERROR, describe(exc)))
+            await self._end(claim, self._decide(claim, Ending.PERMANENT_ERROR, describe(exc, claim.type)))
         except TimeoutError:
             error = f"TimeoutError: attempt exceeded {self.timeout_of(claim.type):g}s"
             await self._failed_attempt(claim, error)
         except Exception as exc:  # any handler failure is one failed attempt
-            await self._failed_attempt(claim, describe(exc))
+            if not isinstance(exc, JobFailure):
+                log.exception("handler failed", extra={"job_id": str(claim.job_id), "attempt": claim.attempt})
+            await self._failed_attempt(claim, describe(exc, claim.type))
         else:
             await self._complete(claim, outcome)
         finally:
@@ -111,13 +131,15 @@ class Runtime:
             return await HANDLERS[claim.type](ctx, payload)
 
     async def _heartbeat(
-        self, claim: Claim, progress: Progress, handler: asyncio.Task[Any], stop: Stop
+        self, claim: Claim, delivery: str, progress: Progress, handler: asyncio.Task[Any], stop: Stop
     ) -> None:
         while True:
+            await self.res.queue.keep_in_progress(delivery)
             try:
                 cancel = await self.jobs.heartbeat(claim, self.settings.lease_seconds, progress.value)
             except Exception as exc:  # keep running; if the lease lapses, reconcile decides
-                log.warning("heartbeat failed", extra={"job_id": str(claim.job_id), "error": describe(exc)})
+                extra = {"job_id": str(claim.job_id), "error": type(exc).__name__}
+                log.warning("heartbeat failed", extra=extra)
             else:
                 if cancel is None or cancel:
                     stop.ending = Ending.CANCEL_REQUESTED if cancel else Ending.LEASE_LAPSED
@@ -134,15 +156,26 @@ class Runtime:
 
     async def _complete(self, claim: Claim, outcome: Outcome) -> None:
         file = outcome.file
-        completed = await self._end(claim, succeeded(outcome.result, file.as_json() if file else None))
-        if not completed:
-            log.warning("completion discarded: claim lost", extra={"job_id": str(claim.job_id)})
+        completed = await self._record_success(claim, outcome)
         if file is None:
             return
         if completed:  # earlier runs' files go; a stale run's file (its claim lost) deletes itself
             await self.res.storage.prune(claim.job_id, keep=file.key)
         else:
             await self.res.storage.delete(file.key)
+
+    async def _record_success(self, claim: Claim, outcome: Outcome) -> bool:
+        """Write the result; a result PostgreSQL refuses fails the job at once (a retry would repeat it)."""
+        file = outcome.file.as_json() if outcome.file else None
+        try:
+            completed = await self._end(claim, succeeded(outcome.result, file))
+        except UNSTORABLE:
+            log.exception("result could not be stored", extra={"job_id": str(claim.job_id)})
+            await self._end(claim, self._decide(claim, Ending.PERMANENT_ERROR, RESULT_NOT_STORABLE))
+            return False
+        if not completed:
+            log.warning("completion discarded: claim lost", extra={"job_id": str(claim.job_id)})
+        return completed
 
     async def _failed_attempt(self, claim: Claim, error: str) -> None:
         end = self._decide(claim, Ending.ERROR, error)
@@ -156,6 +189,7 @@ class Runtime:
 
     async def _end(self, claim: Claim, end: RunEnd) -> bool:
         """Write the decision, fenced by the claim; re-enqueue a retry. False if the claim was lost."""
-        ended = await record_ends(self.res.pool, [(claim.job_id, claim.token, end)])
-        await requeue_retries(self.res.queue, ended)
+        cap = self.settings.max_running_jobs_per_key
+        ended = await record_ends(self.res.pool, [(claim.job_id, claim.token, end)], cap)
+        await requeue_after(self.res.pool, self.res.queue, ended)
         return bool(ended)

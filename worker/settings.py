@@ -27,7 +27,7 @@ CRON_CONNECTIONS = 3  # reconcile and purge hold a connection each (purge two) b
 async def run_job(ctx: dict[str, Any], job_id: str) -> None:
     """Run one delivery of a platform job."""
     runtime: Runtime = ctx["runtime"]
-    await runtime.run(uuid.UUID(job_id))
+    await runtime.run(uuid.UUID(job_id), delivery=ctx["job_id"])
 
 
 async def reconcile_job(ctx: dict[str, Any]) -> dict[str, int]:

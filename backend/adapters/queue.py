@@ -7,6 +7,7 @@ encoding, in-progress markers) is used only by this module; arq is pinned to the
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -24,6 +25,23 @@ from arq.worker import Worker
 log = logging.getLogger(__name__)
 
 RUN_JOB = "run_job"
+# Queue messages are JSON, never pickle: whoever can write to Redis cannot make a worker run code.
+SERIALIZER = "json"
+
+
+def dump_message(data: dict[str, Any]) -> bytes:
+    """arq's `job_serializer`: a queue message as JSON."""
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def load_message(raw: bytes) -> dict[str, Any]:
+    """arq's `job_deserializer`: only JSON objects are messages."""
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("a queue message must be a JSON object")
+    return data
+
+
 TIMEOUT_MARGIN_S = 60
 HEALTH_CHECK_INTERVAL_S = 5
 
@@ -69,17 +87,26 @@ async def connect(url: str) -> ArqRedis:
 class Queue:
     """Pushes, drops and inspects deliveries of one queue."""
 
-    def __init__(self, redis: ArqRedis, name: str) -> None:
+    def __init__(self, redis: ArqRedis, name: str, horizon_s: float, lease_s: float) -> None:
         self.redis = redis
         self.name = name
+        self.horizon_ms = int(horizon_s * 1000)
+        self.in_progress_ms = int(in_progress_ttl_s(lease_s) * 1000)
         self._enqueue_script = redis.register_script(ENQUEUE_LUA)
 
     async def enqueue(self, job_id: uuid.UUID, attempts: int, run_at: datetime | None = None) -> bool:
-        """Enqueue one delivery; False if Redis failed (reconcile will retry) or it is already queued."""
+        """Enqueue one delivery; False if Redis failed (reconcile will retry), it is already queued, or
+        it is due beyond the horizon (reconcile enqueues it when it comes within the horizon).
+
+        The horizon bounds what Redis holds: a job scheduled for the year 9999 costs a row, not a key
+        that lives for millennia.
+        """
         now_ms = int(time.time() * 1000)
         score = score_ms(run_at, now_ms)
+        if score - now_ms > self.horizon_ms:
+            return False
         arq_id = delivery_id(job_id, attempts)
-        message = serialize_job(RUN_JOB, (str(job_id),), {}, None, now_ms)
+        message = serialize_job(RUN_JOB, (str(job_id),), {}, None, now_ms, serializer=dump_message)
         expires_ms = score - now_ms + expires_extra_ms
         try:
             added = await self._enqueue_script(
@@ -112,6 +139,19 @@ class Queue:
                 pipe.exists(job_key_prefix + arq_id, in_progress_key_prefix + arq_id)
             found = await pipe.execute()
         return [bool(n) for n in found]
+
+    async def keep_in_progress(self, delivery: str) -> None:
+        """Extend a running delivery's in-progress marker, so no worker picks it up again while it runs.
+
+        arq leaves a running delivery in the queue; once its marker lapsed, a poll (even this
+        process's own) would start it a second time, and arq's bookkeeping of the first run breaks.
+        """
+        try:
+            await self.redis.pexpire(in_progress_key_prefix + delivery, self.in_progress_ms)
+        except Exception as exc:  # the claim still makes a second pick-up a no-op
+            log.warning(
+                "in-progress refresh failed", extra={"delivery": delivery, "error": type(exc).__name__}
+            )
 
     async def depth(self) -> int:
         """Deliveries in the queue (due or deferred)."""
@@ -183,6 +223,8 @@ def worker_kwargs(setup: WorkerSetup) -> dict[str, Any]:
         "job_completion_wait": setup.shutdown_grace_s,
         "health_check_interval": HEALTH_CHECK_INTERVAL_S,
         "handle_signals": True,
+        "job_serializer": dump_message,
+        "job_deserializer": load_message,
     }
 
 

@@ -66,7 +66,7 @@ CurrentKey = Annotated[Principal, Depends(current_key)]
 
 async def get_job_service(state: StateDep) -> JobService:
     """Job use cases on the shared pool and queue."""
-    return JobService(state.resources)
+    return JobService(state.resources, state.quotas)
 
 
 JobServiceDep = Annotated[JobService, Depends(get_job_service)]

@@ -20,6 +20,9 @@ STATUS_BY_ERROR: dict[type[errors.PlatformError], int] = {
     errors.ResultGone: 404,
     errors.JobStateConflict: 409,
     errors.JobStateChanging: 409,
+    errors.TooManyStreams: 429,
+    errors.QuotaExceeded: 429,
+    errors.FieldError: 422,
     errors.ResultNotReady: 409,
     errors.IdempotencyKeyInvalid: 400,
     errors.IdempotencyKeyMissing: 400,
@@ -27,6 +30,7 @@ STATUS_BY_ERROR: dict[type[errors.PlatformError], int] = {
     errors.IdempotencyKeyInFlight: 409,
 }
 RETRY_AFTER_S = "1"
+RETRY_LATER = (errors.IdempotencyKeyInFlight, errors.JobStateChanging, errors.TooManyStreams)
 
 
 async def platform_error(_: Request, exc: Exception) -> JSONResponse:
@@ -35,8 +39,11 @@ async def platform_error(_: Request, exc: Exception) -> JSONResponse:
     body: dict[str, Any] = {"detail": str(exc)}
     if isinstance(exc, errors.IdempotencyKeyReused):
         body["error"] = "idempotency_key_reused"
-    retry_later = isinstance(exc, errors.IdempotencyKeyInFlight | errors.JobStateChanging)
-    headers = {"Retry-After": RETRY_AFTER_S} if retry_later else None
+    if isinstance(exc, errors.FieldError):
+        body = {"detail": [{"type": exc.code, "loc": list(exc.loc), "msg": str(exc)}]}
+    headers = {"Retry-After": RETRY_AFTER_S} if isinstance(exc, RETRY_LATER) else None
+    if isinstance(exc, errors.QuotaExceeded):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return JSONResponse(body, status_code=code, headers=headers)
 
 

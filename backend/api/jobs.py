@@ -5,19 +5,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Response
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AwareDatetime
 
-from backend.api.deps import CurrentKey, IdempotencyDep, JobServiceDep, OwnedJobDep
+from backend.api.deps import CurrentKey, IdempotencyDep, JobServiceDep, OwnedJobDep, StateDep
 from backend.domain.enums import JobStatus
 from backend.domain.job_types import JobType
 from backend.domain.jobs import JobCreate, JobList, JobPublic, JobResultView, JobStatusView
 from backend.repo.jobs import JobFilters
+from backend.services.watch import event_id, job_updates
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-EVENTS_POLL_S = 0.25
+SSE_RETRY_MS = 1000  # how soon a client reconnects after a stream's lifetime is over
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Job not found (or not yours)"}}
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "The job's status does not allow this"}}
@@ -95,12 +96,24 @@ async def get_job_result(job: OwnedJobDep) -> JobResultView:
     response_class=StreamingResponse,
     responses={**NOT_FOUND, 200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}},
 )
-async def job_events(job: OwnedJobDep, service: JobServiceDep) -> StreamingResponse:
-    """Server-Sent Events: a `job` event per status or progress change; ends when the job does."""
+async def job_events(
+    job: OwnedJobDep,
+    state: StateDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=40)] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: a `job` event per status or progress change; ends when the job does, or after
+    `SSE_MAX_SECONDS` (reconnect with `Last-Event-ID`: a state already seen is not sent again)."""
+    settings = state.resources.settings
+    sub = state.watcher.subscribe(job.owner_id, job.id)  # TooManyStreams (429) before the response starts
 
     async def stream() -> AsyncIterator[str]:
-        async for update in service.watch(job.owner_id, job.id, EVENTS_POLL_S):
-            yield f"event: job\ndata: {update.model_dump_json()}\n\n"
+        try:
+            yield f"retry: {SSE_RETRY_MS}\n\n"
+            async for update in job_updates(sub, settings.sse_max_seconds, last_event_id):
+                body = JobPublic.of(update).model_dump_json()
+                yield f"id: {event_id(update)}\nevent: job\ndata: {body}\n\n"
+        finally:
+            state.watcher.unsubscribe(sub)
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

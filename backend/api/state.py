@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from backend.adapters.ratelimit import RateLimiter
 from backend.resources import Resources
 from backend.services.auth import Authenticator
+from backend.services.quotas import QuotaGuard
+from backend.services.watch import JobWatcher
 
 
 @dataclass(frozen=True)
@@ -15,4 +17,6 @@ class AppState:
 
     resources: Resources
     authenticator: Authenticator
+    watcher: JobWatcher
+    quotas: QuotaGuard
     rate_limiter: RateLimiter | None = None

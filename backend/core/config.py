@@ -44,8 +44,23 @@ class Settings(BaseSettings):
         default=20, ge=1, description="PostgreSQL connections kept open per API process."
     )
 
+    # Per API key limits, so that no key can take everything (0 = no limit).
+    max_waiting_jobs_per_key: int = Field(default=10_000, ge=0, description="Pending or retrying jobs.")
+    max_running_jobs_per_key: int = Field(default=10, ge=0, description="Jobs running at once, fleet-wide.")
+    max_result_bytes_per_key: int = Field(default=10 * 2**30, ge=0, description="Result files kept.")
+    enable_diagnostic_jobs: bool | None = Field(
+        default=None, description="Allow the `sleep` type; unset: on except in production."
+    )
+    sse_max_streams_per_key: int = Field(default=10, ge=1, description="Open event streams per API key.")
+    sse_max_seconds: float = Field(
+        default=300, gt=0, description="An event stream ends after this long; the client reconnects."
+    )
+
     worker_concurrency: int = Field(default=20, ge=1)
     queue_name: str = "arq:queue"
+    queue_horizon_seconds: float = Field(
+        default=3600, gt=0, description="Jobs due later than this wait in PostgreSQL only, not in Redis."
+    )
     poll_delay_seconds: float = Field(default=0.02, gt=0)
     lease_seconds: float = Field(default=15, gt=0)
     heartbeat_seconds: float = Field(default=1.0, gt=0)
@@ -84,6 +99,13 @@ class Settings(BaseSettings):
         if self.environment == "production" and key and key.lower() in PLACEHOLDER_KEYS:
             raise ValueError("BOOTSTRAP_API_KEY is a placeholder; set a real secret in production")
         return self
+
+    @property
+    def diagnostic_jobs_enabled(self) -> bool:
+        """Whether diagnostic job types (`sleep`) may be submitted."""
+        if self.enable_diagnostic_jobs is None:
+            return self.environment != "production"
+        return self.enable_diagnostic_jobs
 
     @property
     def resolved_results_dir(self) -> Path:

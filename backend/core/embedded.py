@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -99,19 +100,37 @@ def valkey_binary() -> str:
     return found
 
 
+def _read_lines(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while data.count(b"\r\n") < count and (chunk := sock.recv(64)):
+        data += chunk
+    return data
+
+
 @dataclass
 class EmbeddedValkey:
-    """A Valkey server on a loopback port, persistence off: it is only the delivery channel."""
+    """A Valkey server on a loopback port with a generated password, persistence off: it is only the
+    delivery channel. The password is in a 0600 config file, never on the command line (which every
+    local user can read in /proc)."""
 
     data_dir: Path
     port: int = 0
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
+    def _config(self) -> Path:
+        conf = self.data_dir / "valkey.conf"
+        conf.touch(mode=0o600)
+        conf.chmod(0o600)
+        conf.write_text(f"requirepass {self.password}\n")
+        return conf
+
     def start(self) -> str:
-        """Start the server and return its URL once it answers PING."""
+        """Start the server and return its URL (password included) once it answers PING."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
-        args = [valkey_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir)]
+        args = [valkey_binary(), str(self._config()), "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--dir", str(self.data_dir)]
         args += ["--save", "", "--appendonly", "no", "--logfile", str(self.data_dir / "valkey.log")]
         # Its own process group: a Ctrl-C in the terminal must not stop Valkey before the workers that use
         # it; whoever started it stops it, last (as pg_ctl does for PostgreSQL).
@@ -119,14 +138,19 @@ class EmbeddedValkey:
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0
         )
         self._wait_ready()
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.url
+
+    @property
+    def url(self) -> str:
+        """The server's URL, password included."""
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     def _wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
+                s.sendall(f"AUTH {self.password}\r\nPING\r\n".encode())
+                if _read_lines(s, 2).startswith(b"+OK\r\n+PONG"):
                     return
             time.sleep(0.05)
         raise RuntimeError(f"valkey did not start on port {self.port}")

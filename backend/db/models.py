@@ -61,6 +61,15 @@ class Job(Base):
             postgresql_where=text("status IN ('pending', 'retrying')"),
         ),
         Index("ix_jobs_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
+        # Per-key limits: waiting jobs, running jobs, result bytes kept.
+        Index(
+            "ix_jobs_owner_waiting",
+            "owner_id",
+            "scheduled_at",
+            postgresql_where=text("status IN ('pending', 'retrying')"),
+        ),
+        Index("ix_jobs_owner_running", "owner_id", postgresql_where=text("status = 'running'")),
+        Index("ix_jobs_owner_files", "owner_id", postgresql_where=text("result_file IS NOT NULL")),
         Index(
             "ix_jobs_terminal_finished",
             "finished_at",

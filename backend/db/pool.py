@@ -20,9 +20,14 @@ def asyncpg_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
+def encode_json(value: object) -> str:
+    """JSON for PostgreSQL: NaN and infinities are refused here (PostgreSQL would refuse them too)."""
+    return json.dumps(value, allow_nan=False)
+
+
 async def _json_codecs(conn: asyncpg.Connection) -> None:
     for kind in ("json", "jsonb"):
-        await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(kind, encoder=encode_json, decoder=json.loads, schema="pg_catalog")
 
 
 async def create_pool(url: str, size: int) -> asyncpg.Pool:

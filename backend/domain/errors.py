@@ -22,6 +22,27 @@ class JobStateChanging(PlatformError):
     """The job is changing status right now; retry shortly"""
 
 
+class TooManyStreams(PlatformError):
+    """Too many open event streams for this API key; close one or retry later"""
+
+
+class QuotaExceeded(PlatformError):
+    """A per-key limit is reached; retry later"""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class FieldError(PlatformError):
+    """A request field is not acceptable (answered like a validation error, naming the field)"""
+
+    def __init__(self, message: str, loc: tuple[str, ...], code: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.code = code
+
+
 class ResultNotReady(PlatformError):
     """The job has not produced a file yet"""
 
@@ -46,5 +67,9 @@ class IdempotencyKeyReused(PlatformError):
     """Idempotency-Key was already used with a different request (method, path or body)"""
 
 
-class PermanentJobError(PlatformError):
+class JobFailure(PlatformError):
+    """The job failed; its message is written for the client (a handler raises this on purpose)"""
+
+
+class PermanentJobError(JobFailure):
     """The job cannot succeed however often it is retried"""

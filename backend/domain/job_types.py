@@ -28,6 +28,7 @@ class JobTypeSpec:
     payload: type[Payload]
     timeout_s: float  # one attempt; `TASK_TIMEOUTS` may override it per type
     summary: str
+    diagnostic: bool = False  # for demos and benchmarks; refused unless ENABLE_DIAGNOSTIC_JOBS
 
     @property
     def model_name(self) -> str:
@@ -45,7 +46,9 @@ JOB_TYPES: tuple[JobTypeSpec, ...] = (
     JobTypeSpec("jobs_export", JobsExportPayload, 3600, "A CSV of your own jobs (a file)."),
     JobTypeSpec("square_sum", NumbersPayload, 60, "The sum of the squares of `data`."),
     JobTypeSpec("cube_sum", NumbersPayload, 60, "The sum of the cubes of `data`."),
-    JobTypeSpec("sleep", SleepPayload, 3600 + 60, "A diagnostic job: waits, optionally failing first."),
+    JobTypeSpec(
+        "sleep", SleepPayload, 3600 + 60, "Diagnostic: waits, optionally failing first.", diagnostic=True
+    ),
 )
 
 SPECS: dict[str, JobTypeSpec] = {spec.name: spec for spec in JOB_TYPES}

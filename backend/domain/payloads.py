@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from backend.domain.enums import JobStatus
 
@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 
 MAX_CSV_ROWS = 10_000_000
 MAX_NUMBERS = 100_000
+# Sums of squares and cubes of 100,000 such numbers stay far from any storage limit. Floats are bounded
+# too: PostgreSQL's jsonb keeps 1e200 as a 201-digit integer, which is what a worker reads back.
+MAX_MAGNITUDE = 10**18
 
 
 class Payload(BaseModel):
@@ -45,6 +48,16 @@ class NumbersPayload(Payload):
     """A list of numbers for the arithmetic job types."""
 
     data: list[Number] = Field(max_length=MAX_NUMBERS)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        """Numbers beyond ±10^18 are refused (checked before parsing: no giant integer is converted)."""
+        if isinstance(value, list) and any(
+            isinstance(x, int | float) and not isinstance(x, bool) and abs(x) > MAX_MAGNITUDE for x in value
+        ):
+            raise ValueError("numbers must be between -1e18 and 1e18")
+        return value
 
 
 class SleepPayload(Payload):

@@ -107,3 +107,5 @@ class EndedRun:
     status: JobStatus
     attempts: int
     scheduled_at: datetime
+    owner_id: uuid.UUID
+    freed_capped_slot: bool = False  # the owner was at its running cap: a waiting job may start now

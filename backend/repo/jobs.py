@@ -55,6 +55,7 @@ INSERT = """
     RETURNING *
 """
 GET_OWNED = "SELECT * FROM jobs WHERE id = $1 AND owner_id = $2"
+GET_MANY = "SELECT * FROM jobs WHERE id = ANY($1::uuid[])"
 # The cursor is a row comparison even on the first page, so it is always an index condition on
 # ix_jobs_owner_created (a page deep in a large table costs the same as the first).
 LIST = f"""
@@ -67,13 +68,19 @@ COUNT = f"SELECT count(*) FROM jobs WHERE {FILTERED}"
 EXPORT_COLUMNS = "id, type, name, status, attempts, error, created_at, started_at, finished_at"
 STREAM = f"SELECT {EXPORT_COLUMNS} FROM jobs WHERE {FILTERED} ORDER BY created_at, id"
 
+# Running jobs of the same owner; with the partial index ix_jobs_owner_running this counts at most the cap.
+OWNER_RUNNING = f"(SELECT count(*) FROM jobs r WHERE r.owner_id = jobs.owner_id AND r.status = {RUNNING})"
+
+# $5: the owner's running cap (0: none), exact across workers (`jp_owner_below_cap`, migration 0002).
+# A capped job stays waiting, spends no attempt, and is enqueued again when a run of its owner ends
+# (`PROMOTE`) or by reconcile once the owner is below the cap.
 CLAIM = f"""
     WITH claimed AS (
         UPDATE jobs SET status = {RUNNING}, attempts = attempts + 1, claim_token = $2,
                worker_id = $3, lease_expires_at = now() + make_interval(secs => $4),
                started_at = coalesce(started_at, now()), error = NULL, progress = 0, updated_at = now()
         WHERE id = $1 AND status IN ({sql_list(sources(Event.CLAIM))}) AND scheduled_at <= now()
-              AND NOT cancel_requested
+              AND NOT cancel_requested AND ($5 = 0 OR jp_owner_below_cap(owner_id, $5, {RUNNING}))
         RETURNING id, attempts, max_attempts, type, payload, owner_id
     ), run AS (
         INSERT INTO job_runs (job_id, attempt, claim_token, worker_id)
@@ -103,11 +110,13 @@ END_RUNS = f"""
                claim_token = NULL, worker_id = NULL, lease_expires_at = NULL, updated_at = now()
         FROM ended e
         WHERE jobs.id = e.id AND jobs.claim_token = e.token AND jobs.status = {RUNNING}
-        RETURNING jobs.id, jobs.status, jobs.attempts, jobs.scheduled_at, e.token, e.outcome
+        RETURNING jobs.id, jobs.owner_id, jobs.status, jobs.attempts, jobs.scheduled_at, e.token, e.outcome,
+                  -- the statement's snapshot: the owner's running jobs, this one included ($10 > 0 only)
+                  CASE WHEN $10 > 0 THEN {OWNER_RUNNING} ELSE 0 END AS owner_running
     ), runs AS (
         UPDATE job_runs SET ended_at = now(), outcome = j.outcome FROM j WHERE job_runs.claim_token = j.token
     )
-    SELECT id, status, attempts, scheduled_at FROM j
+    SELECT id, owner_id, status, attempts, scheduled_at, owner_running FROM j
 """
 LAPSED = f"""
     SELECT id, claim_token, attempts, max_attempts, cancel_requested FROM jobs
@@ -133,7 +142,22 @@ DUE_WAITING = f"""
     SELECT id, attempts, scheduled_at FROM jobs
     WHERE status IN ({WAITING}) AND NOT cancel_requested
       AND updated_at < now() - make_interval(secs => $1)
+      AND scheduled_at < now() + make_interval(secs => $3)
+      AND ($4 = 0 OR {OWNER_RUNNING} < $4)
     ORDER BY scheduled_at LIMIT $2
+"""
+# The owner's next due jobs, for the slots its ended runs freed.
+PROMOTE = f"""
+    SELECT id, attempts, scheduled_at FROM jobs
+    WHERE owner_id = $1 AND status IN ({WAITING}) AND scheduled_at <= now() AND NOT cancel_requested
+    ORDER BY scheduled_at, id LIMIT $2
+"""
+# Bounded: counting stops at the limit, so a key far past it costs no more than one at it.
+USAGE = f"""
+    SELECT (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE owner_id = $1 AND status IN ({WAITING})
+                                  LIMIT $2) w) AS waiting,
+           (SELECT coalesce(sum((result_file->>'size_bytes')::bigint), 0) FROM jobs
+            WHERE owner_id = $1 AND result_file IS NOT NULL)::bigint AS result_bytes
 """
 LIVE_COUNTS = f"""
     SELECT status, count(*) FROM jobs WHERE status IN ({WAITING}) GROUP BY status
@@ -164,6 +188,13 @@ def _end_row(job_id: uuid.UUID, token: uuid.UUID, end: RunEnd) -> tuple[Any, ...
     return job_id, token, status, refund, end.result, end.result_file, end.error, end.retry_in_s, outcome
 
 
+def _ended(row: asyncpg.Record, owner_cap: int) -> EndedRun:
+    capped = owner_cap > 0 and row["owner_running"] >= owner_cap
+    return EndedRun(
+        row["id"], JobStatus(row["status"]), row["attempts"], row["scheduled_at"], row["owner_id"], capped
+    )
+
+
 class JobRepository:
     """The job SQL, on a pool (each statement on a borrowed connection) or on one connection."""
 
@@ -182,6 +213,10 @@ class JobRepository:
         """The job if it exists and belongs to the owner."""
         row = await self.db.fetchrow(GET_OWNED, job_id, owner_id)
         return None if row is None else JobRecord.from_row(row)
+
+    async def get_many(self, ids: Sequence[uuid.UUID]) -> list[JobRecord]:
+        """These jobs (whoever owns them; callers check), in no particular order."""
+        return [JobRecord.from_row(r) for r in await self.db.fetch(GET_MANY, list(ids))]
 
     async def list_owned(
         self, owner_id: uuid.UUID, filters: JobFilters, limit: int, before: tuple[datetime, uuid.UUID] | None
@@ -224,10 +259,11 @@ class JobRepository:
 
     # --- the worker's run ------------------------------------------------------------------------
 
-    async def claim(self, job_id: uuid.UUID, worker_id: str, lease_s: float) -> Claim | None:
-        """Take a waiting, due job for one run; None if another delivery or worker got it first."""
+    async def claim(self, job_id: uuid.UUID, worker_id: str, lease_s: float, owner_cap: int) -> Claim | None:
+        """Take a waiting, due job for one run; None if another delivery or worker got it first, or its
+        owner already runs `owner_cap` jobs (0: no cap)."""
         token = uuid.uuid4()
-        row = await self.db.fetchrow(CLAIM, job_id, token, worker_id, float(lease_s))
+        row = await self.db.fetchrow(CLAIM, job_id, token, worker_id, float(lease_s), owner_cap)
         if row is None:
             return None
         attempt, max_attempts = row["attempts"], row["max_attempts"]
@@ -238,12 +274,14 @@ class JobRepository:
         row = await self.db.fetchrow(HEARTBEAT, claim.job_id, claim.token, float(lease_s), float(progress))
         return None if row is None else bool(row["cancel_requested"])
 
-    async def end_runs(self, ends: Sequence[tuple[uuid.UUID, uuid.UUID, RunEnd]]) -> list[EndedRun]:
+    async def end_runs(
+        self, ends: Sequence[tuple[uuid.UUID, uuid.UUID, RunEnd]], owner_cap: int
+    ) -> list[EndedRun]:
         """Record how runs ended, each `(job id, claim token, decision)`; only live claims are applied."""
-        rows = [_end_row(job_id, token, end) for job_id, token, end in ends]
-        columns = [list(column) for column in zip(*rows, strict=True)]
-        rows = await self.db.fetch(END_RUNS, *columns)
-        return [EndedRun(r["id"], JobStatus(r["status"]), r["attempts"], r["scheduled_at"]) for r in rows]
+        values = [_end_row(job_id, token, end) for job_id, token, end in ends]
+        columns = [list(column) for column in zip(*values, strict=True)]
+        rows = await self.db.fetch(END_RUNS, *columns, owner_cap)
+        return [_ended(r, owner_cap) for r in rows]
 
     # --- reconcile and purge ---------------------------------------------------------------------
 
@@ -252,10 +290,24 @@ class JobRepository:
         rows: list[asyncpg.Record] = await self.db.fetch(LAPSED, limit)
         return rows
 
-    async def due_waiting(self, older_than_s: float, limit: int) -> list[asyncpg.Record]:
-        """Waiting jobs untouched for a while: candidates to re-enqueue if Redis lost them."""
-        rows: list[asyncpg.Record] = await self.db.fetch(DUE_WAITING, float(older_than_s), limit)
+    async def due_waiting(
+        self, older_than_s: float, limit: int, horizon_s: float, owner_cap: int
+    ) -> list[asyncpg.Record]:
+        """Waiting jobs untouched for a while, due within the horizon, whose owner is below its running
+        cap: to enqueue if Redis lacks them."""
+        args = (float(older_than_s), limit, float(horizon_s), owner_cap)
+        rows: list[asyncpg.Record] = await self.db.fetch(DUE_WAITING, *args)
         return rows
+
+    async def next_due_of(self, owner_id: uuid.UUID, count: int) -> list[asyncpg.Record]:
+        """The owner's `count` longest-waiting due jobs."""
+        rows: list[asyncpg.Record] = await self.db.fetch(PROMOTE, owner_id, count)
+        return rows
+
+    async def usage(self, owner_id: uuid.UUID, waiting_limit: int) -> tuple[int, int]:
+        """(waiting jobs counted up to `waiting_limit`, bytes of result files kept) for one key."""
+        row = await self.db.fetchrow(USAGE, owner_id, waiting_limit)
+        return int(row["waiting"]), int(row["result_bytes"])
 
     async def live_counts(self) -> dict[str, int]:
         """How many jobs wait or run right now (the partial indexes keep this cheap on a large table)."""

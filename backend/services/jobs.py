@@ -1,17 +1,22 @@
-"""Job use cases: submission (with idempotency), lookup, listing, cancellation, manual retry, watching."""
+"""Job use cases: submission (with idempotency), lookup, listing, cancellation, manual retry."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from backend.core.ids import uuid7
-from backend.domain.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, JobNotFound, JobStateChanging
+from backend.domain.errors import (
+    FieldError,
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
+    JobNotFound,
+    JobStateChanging,
+)
+from backend.domain.job_types import SPECS
 from backend.domain.jobs import JobPublic, JobSubmission, job_location
 from backend.domain.lifecycle import CANCELLED_BY_REQUEST, Event, next_status
 from backend.domain.records import JobRecord
@@ -19,6 +24,7 @@ from backend.repo.idempotency import IdempotencyRepository, StoredResponse
 from backend.repo.jobs import JobFilters, JobRepository
 from backend.resources import Resources
 from backend.services.idempotency import IdempotencyRequest
+from backend.services.quotas import QuotaGuard
 
 TRANSITION_TRIES = 5  # a job moving under a client's request is rare; this only bounds a pathological race
 
@@ -53,16 +59,19 @@ class _KeyTaken(Exception):
 class JobService:
     """Job rules; each operation borrows a pooled connection only for as long as it needs one."""
 
-    def __init__(self, resources: Resources) -> None:
+    def __init__(self, resources: Resources, quotas: QuotaGuard) -> None:
         self.settings = resources.settings
         self.pool = resources.pool
         self.queue = resources.queue
+        self.quotas = quotas
         self.jobs = JobRepository(resources.pool)
 
     async def submit(
         self, owner_id: uuid.UUID, body: JobSubmission, idem: IdempotencyRequest | None
     ) -> Submitted:
         """Store the job (and its idempotency record, in the same transaction), then enqueue it."""
+        self._allowed(body)
+        await self.quotas.check(owner_id)
         values = self._new_job(owner_id, body)
         if idem is None:
             job = await self.jobs.insert(values)  # one statement, committed on its own
@@ -71,8 +80,14 @@ class JobService:
             if isinstance(outcome, Submitted):
                 return outcome
             job = outcome
+        self.quotas.accepted(owner_id)
         await self.queue.enqueue(job.id, 0, job.scheduled_at)
         return Submitted(201, JobPublic.of(job).model_dump(mode="json"), job_location(job.id), replayed=False)
+
+    def _allowed(self, body: JobSubmission) -> None:
+        if SPECS[body.type].diagnostic and not self.settings.diagnostic_jobs_enabled:
+            message = f"Job type {body.type!r} is a diagnostic type, disabled here (ENABLE_DIAGNOSTIC_JOBS)"
+            raise FieldError(message, ("body", "type"), "job_type_disabled")
 
     def _new_job(self, owner_id: uuid.UUID, body: JobSubmission) -> dict[str, Any]:
         return {
@@ -153,23 +168,3 @@ class JobService:
                 return updated
             job = await self.get(job.owner_id, job.id)
         raise JobStateChanging()
-
-    async def watch(
-        self, owner_id: uuid.UUID, job_id: uuid.UUID, interval_s: float
-    ) -> AsyncIterator[JobPublic]:
-        """Yield the job whenever its status, progress, attempts or error change; stop once it is terminal.
-
-        Each poll borrows a connection only for its one query, so watchers never pin the pool while waiting.
-        """
-        last: tuple[Any, ...] | None = None
-        while True:
-            job = await self.jobs.get_owned(owner_id, job_id)
-            if job is None:
-                return
-            snapshot = (job.status, job.progress, job.attempts, job.error)
-            if snapshot != last:
-                last = snapshot
-                yield JobPublic.of(job)
-            if job.status.is_terminal:
-                return
-            await asyncio.sleep(interval_s)

@@ -11,7 +11,7 @@ from backend.domain.lifecycle import Ending, RunState, decide
 from backend.repo.jobs import JobRepository
 from backend.resources import Resources
 from backend.services.locks import RECONCILE_LOCK, try_xact_lock
-from backend.services.runs import RunEnding, record_ends, requeue_retries
+from backend.services.runs import RunEnding, record_ends, requeue_after
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,16 @@ async def reconcile(res: Resources) -> ReconcileReport:
             return report
         repo = JobRepository(conn)
         lapsed = [_lapsed_end(res, row) for row in await repo.lock_lapsed(RECONCILE_BATCH)]
-        recovered = await record_ends(conn, lapsed) if lapsed else []
-        waiting = await repo.due_waiting(res.settings.reconcile_grace_seconds, RECONCILE_BATCH)
+        s = res.settings
+        cap = s.max_running_jobs_per_key
+        recovered = await record_ends(conn, lapsed, cap) if lapsed else []
+        waiting = await repo.due_waiting(
+            s.reconcile_grace_seconds, RECONCILE_BATCH, s.queue_horizon_seconds, cap
+        )
     report.recovered = len(recovered)
     for run in recovered:
         log.warning("lease lapsed; job recovered", extra={"job_id": str(run.job_id), "status": run.status})
-    await requeue_retries(res.queue, recovered)
+    await requeue_after(res.pool, res.queue, recovered)
     held = await res.queue.held([(row["id"], row["attempts"]) for row in waiting])
     for row, is_held in zip(waiting, held, strict=True):
         if not is_held and await res.queue.enqueue(row["id"], row["attempts"], row["scheduled_at"]):

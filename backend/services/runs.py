@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 
 from backend.adapters.queue import Queue
@@ -15,13 +16,18 @@ from backend.repo.jobs import JobRepository
 RunEnding = tuple[uuid.UUID, uuid.UUID, RunEnd]  # (job id, claim token, decision)
 
 
-async def record_ends(db: Executor, ends: Sequence[RunEnding]) -> list[EndedRun]:
+async def record_ends(db: Executor, ends: Sequence[RunEnding], owner_cap: int) -> list[EndedRun]:
     """Apply lifecycle decisions to runs whose claim is still live; the others are ignored."""
-    return await JobRepository(db).end_runs(ends)
+    return await JobRepository(db).end_runs(ends, owner_cap)
 
 
-async def requeue_retries(queue: Queue, ended: Sequence[EndedRun]) -> None:
-    """Enqueue the next delivery of every job that will run again (after commit, never inside it)."""
+async def requeue_after(db: Executor, queue: Queue, ended: Sequence[EndedRun]) -> None:
+    """After commit (never inside it): enqueue every job that will run again, and for each slot an owner
+    at its running cap freed, that owner's longest-waiting due job (held back by the cap)."""
     for run in ended:
         if run.status is JobStatus.RETRYING:
             await queue.enqueue(run.job_id, run.attempts, run.scheduled_at)
+    freed = Counter(run.owner_id for run in ended if run.freed_capped_slot)
+    for owner_id, slots in freed.items():
+        for row in await JobRepository(db).next_due_of(owner_id, slots):
+            await queue.enqueue(row["id"], row["attempts"], row["scheduled_at"])

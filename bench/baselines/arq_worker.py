@@ -14,7 +14,17 @@ from arq.connections import RedisSettings
 from arq.worker import Worker
 
 # Keys of worker_kwargs that wire up the platform rather than tune arq.
-PLATFORM_WIRING = {"functions", "cron_jobs", "on_startup", "on_shutdown", "redis_settings", "queue_name"}
+PLATFORM_WIRING = {
+    "functions",
+    "cron_jobs",
+    "on_startup",
+    "on_shutdown",
+    "redis_settings",
+    "queue_name",
+    # Our JSON message format: raw arq's enqueue_job writes pickle, which its default deserializer reads.
+    "job_serializer",
+    "job_deserializer",
+}
 
 
 async def noop(ctx: dict[str, Any], counter: str) -> None:

@@ -179,7 +179,7 @@ async def test_enqueue_failure_still_answers_201_and_keeps_the_job(isolated: Any
     valkey = start_valkey(tmp_path / "valkey")
     try:
         async with (
-            isolated(workers=0, redis=f"redis://127.0.0.1:{valkey.port}/0") as s,
+            isolated(workers=0, redis=valkey.url) as s,
             await s.client() as client,
         ):
             valkey.stop()  # Redis goes away after start-up: the enqueue after commit fails

@@ -61,22 +61,22 @@ async def test_redis_down_at_submit_still_201_and_runs_when_back(isolated: Any, 
             assert time.monotonic() - started < 10
             job = response.json()
             assert (await client.get("/ready")).status_code == 503
-            EmbeddedValkey(tmp_path / "valkey", port=valkey.port).start()
+            EmbeddedValkey(tmp_path / "valkey", port=valkey.port, password=valkey.password).start()
             stack.spawn_worker()
             done = await wait_for(client, job["id"], {"completed"}, timeout=30)
             assert done["result"] == {"value": 8}
     finally:
         valkey.stop()
-        _stop_port(valkey.port)
+        _stop_port(valkey.port, valkey.password)
 
 
-def _stop_port(port: int) -> None:
+def _stop_port(port: int, password: str) -> None:
     """Stop the restarted Valkey (started through a second handle on the same port)."""
     import socket
 
     try:
         with socket.create_connection(("127.0.0.1", port), 1) as s:
-            s.sendall(b"SHUTDOWN NOSAVE\r\n")
+            s.sendall(f"AUTH {password}\r\nSHUTDOWN NOSAVE\r\n".encode())
     except OSError:
         pass
 

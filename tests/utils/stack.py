@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 
 from backend.core.config import Settings
 from backend.core.embedded import EmbeddedValkey, create_database, database_url, free_port
@@ -73,7 +74,7 @@ class Stack:
     tmp: Path
     app_client: httpx.AsyncClient | None = None
     workers: list[WorkerProcess] = field(default_factory=list)
-    _lifespan: Any = None
+    app: FastAPI | None = None  # the in-process app (its `state.platform` holds the API's services)
 
     def spawn_worker(self, **overrides: Any) -> WorkerProcess:
         """Start another worker process on this stack."""
@@ -118,7 +119,7 @@ async def open_stack(
         data_dir=tmp,
     )
     stack = Stack(settings, tmp)
-    app = create_app(settings)
+    app = stack.app = create_app(settings)
     try:
         async with LifespanManager(app) as manager:
             transport = httpx.ASGITransport(app=manager.app)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 
+from backend.domain.errors import JobFailure
 from backend.domain.payloads import SleepPayload
 from worker.context import JobContext, Outcome
 
 TICK_S = 0.25
 
 
-class DeliberateFailure(RuntimeError):
+class DeliberateFailure(JobFailure):
     """Raised by `fail_first` to exercise the retry policy."""
 
 

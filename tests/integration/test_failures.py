@@ -1,0 +1,54 @@
+"""Failures end the attempt at once with a message safe for clients; details stay in the worker log."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.integration.test_worker import runs_of
+from tests.utils import db
+from tests.utils.stack import Stack, read_log, submit, wait_for
+from worker.context import Outcome
+from worker.runtime import RESULT_NOT_STORABLE, Runtime
+
+
+async def test_a_result_that_cannot_be_stored_fails_the_attempt_at_once(isolated: Any) -> None:
+    """Whatever a handler returns, a result PostgreSQL refuses ends the run as failed, not stuck running."""
+    async with isolated(workers=0) as stack, await stack.client() as client:
+        job = await submit(client, "square_sum", {"data": [1]}, max_attempts=3)
+        async with db.resources(stack.settings) as res:
+            runtime = Runtime(res, "test-worker")
+            claim = await runtime.jobs.claim(uuid.UUID(job["id"]), "test-worker", 10, 0)
+            assert claim is not None
+            await runtime._complete(claim, Outcome(result={"value": float("nan")}))
+        done = await wait_for(client, job["id"], {"failed", "completed"}, timeout=5)
+        assert done["status"] == "failed" and done["attempts"] == 1
+        assert done["error"] == RESULT_NOT_STORABLE
+        assert [r.outcome for r in await runs_of(stack, job["id"])] == ["failed"]
+
+
+async def test_numbers_beyond_the_cap_are_refused_at_the_door(client: httpx.AsyncClient) -> None:
+    for number in (10**1500, -(10**19), 1e200):
+        r = await client.post("/jobs", json={"type": "cube_sum", "payload": {"data": [1, number]}})
+        assert r.status_code == 422, number
+        assert r.json()["detail"][0]["loc"][-1] == "data"
+
+
+async def test_an_unexpected_error_never_reaches_the_client(stack: Stack, client: httpx.AsyncClient) -> None:
+    later = "2999-01-01T00:00:00Z"
+    job = await submit(client, "jobs_export", {}, scheduled_at=later)
+    assert (await client.post(f"/jobs/{job['id']}/cancel")).status_code == 202
+    # A payload that validates but breaks the handler's query (a date PostgreSQL cannot take).
+    bad = {"created_after": "0001-01-01T00:00:00+23:59"}
+    await db.execute(
+        stack.settings, "UPDATE jobs SET payload = $1::jsonb WHERE id = $2", bad, uuid.UUID(job["id"])
+    )
+    assert (await client.post(f"/jobs/{job['id']}/retry")).status_code == 202
+    done: dict[str, Any] = await wait_for(client, job["id"], {"failed"}, timeout=30)
+    assert done["error"].endswith("(details in the worker log)"), done["error"]
+    for secret in ("SELECT", "owner", "0001-01-01", "$"):
+        assert secret not in done["error"]
+    logs = "\n".join(read_log(w.log_path) for w in stack.workers)
+    assert job["id"] in logs and "handler failed" in logs
