@@ -11,10 +11,11 @@ import sys
 import uuid
 from typing import Any
 
+from backend.repo.jobs import JobRepository
 from backend.services.purge import purge
 from tests.utils import db
 from tests.utils.db import resources
-from tests.utils.stack import ROOT, settings_env, submit, wait_for
+from tests.utils.stack import ROOT, Stack, settings_env, submit, wait_for
 
 
 async def test_purge_removes_exactly_old_rows_and_files(isolated: Any) -> None:
@@ -82,3 +83,22 @@ async def test_purge_removes_exactly_old_rows_and_files(isolated: Any) -> None:
             assert not (results / job["id"]).exists()
         for job in new:
             assert len(list((results / job["id"]).iterdir())) == 1
+
+
+async def test_purge_keeps_a_job_retried_between_select_and_delete(stack: Stack, client: Any) -> None:
+    job = await submit(client, "sleep", {"seconds": 0}, scheduled_at="2099-01-01T00:00:00Z")
+    assert (await client.post(f"/jobs/{job['id']}/cancel")).json()["status"] == "cancelled"
+    job_id = uuid.UUID(job["id"])
+    await db.execute(
+        stack.settings, "UPDATE jobs SET finished_at = now() - interval '8 days' WHERE id = $1", job_id
+    )
+    retention_s = 7 * 86400
+
+    async with db.pool(stack.settings) as pool:
+        jobs = JobRepository(pool)
+        assert job_id in [r["id"] for r in await jobs.expired_terminal(retention_s, 100_000)]
+        retried = await client.post(f"/jobs/{job_id}/retry")
+        assert retried.status_code == 202 and retried.json()["status"] == "pending"
+        assert await jobs.delete_expired([job_id], retention_s) == []
+
+    assert (await client.get(f"/jobs/{job_id}")).status_code == 200
