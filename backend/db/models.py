@@ -34,14 +34,13 @@ def _now() -> Any:
 
 
 class ApiKey(Base):
-    """A client credential; only the sha256 of the secret is stored."""
+    """A client credential; only the sha256 of the secret is stored, and `id` is how people refer to it."""
 
     __tablename__ = "api_keys"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), nullable=False)
     key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
-    prefix: Mapped[str] = mapped_column(String(12), nullable=False)
     created_at: Mapped[datetime] = _now()
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
