@@ -131,3 +131,17 @@ class IdempotencyKey(Base):
     location: Mapped[str | None] = mapped_column(String(300))
     job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     created_at: Mapped[datetime] = _now()
+
+
+class Deployment(Base):
+    """This deployment's identity: one row, made on first start; it marks the result files we write.
+
+    A shared results store may hold other deployments' files: the orphan sweep touches only ours.
+    """
+
+    __tablename__ = "deployment"
+    __table_args__ = (CheckConstraint("singleton", name="singleton"),)
+
+    singleton: Mapped[bool] = mapped_column(primary_key=True, server_default="true")
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    created_at: Mapped[datetime] = _now()

@@ -48,3 +48,7 @@ class IdempotencyKeyReused(PlatformError):
 
 class PermanentJobError(PlatformError):
     """The job cannot succeed however often it is retried"""
+
+
+class DatabaseNotMigrated(PlatformError):
+    """The database schema is not up to date: run `jobplatform migrate` (alembic upgrade head)"""

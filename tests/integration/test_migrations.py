@@ -69,9 +69,13 @@ async def test_migrations_match_models_and_round_trip(servers: tuple[str, str]) 
     cfg = alembic_config(url)
     await anyio.to_thread.run_sync(command.upgrade, cfg, "head")
     assert await anyio.to_thread.run_sync(_diff, url) == []
-    assert {"jobs", "api_keys", "idempotency_keys", "job_runs"} <= await anyio.to_thread.run_sync(
-        _tables, url
-    )
+    assert {
+        "jobs",
+        "api_keys",
+        "idempotency_keys",
+        "job_runs",
+        "deployment",
+    } <= await anyio.to_thread.run_sync(_tables, url)
 
     await anyio.to_thread.run_sync(command.downgrade, cfg, "base")
     assert await anyio.to_thread.run_sync(_tables, url) == {"alembic_version"}
