@@ -6,10 +6,15 @@ import argparse
 import asyncio
 import os
 import sys
+import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backend.core.config import Settings, get_settings
 from backend.core.logging import configure_logging
+
+if TYPE_CHECKING:
+    from backend.repo.api_keys import ApiKeyRepository
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +74,8 @@ async def _purge(dry_run: bool) -> None:
     )
 
 
-async def _keys(action: str, name: str | None) -> None:
+async def _keys(action: str, arg: str | None) -> int:
+    """Keys are shown and revoked by id: no part of a secret is ever printed after `create`."""
     from backend.db.pool import create_pool
     from backend.repo.api_keys import ApiKeyRepository
     from backend.services.auth import create_key
@@ -78,16 +84,32 @@ async def _keys(action: str, name: str | None) -> None:
     try:
         repo = ApiKeyRepository(pool)
         if action == "create":
-            raw, _ = await create_key(pool, name or "cli")
-            print(raw)
+            raw, new_id = await create_key(pool, arg or "cli")
+            print(f"{raw}\nid {new_id}")
         elif action == "list":
             for k in await repo.all():
                 state = "revoked" if k.revoked_at else "active"
-                print(f"{k.prefix}…  {k.name:20}  {state:8}  created {k.created_at:%Y-%m-%d %H:%M}")
+                print(f"{k.id}  {k.name:20}  {state:8}  created {k.created_at:%Y-%m-%d %H:%M}")
         else:
-            print(f"revoked {await repo.revoke(name or '')} key(s)")
+            return await _revoke(repo, arg)
+        return 0
     finally:
         await pool.close()
+
+
+async def _revoke(repo: ApiKeyRepository, arg: str | None) -> int:
+    """Revoke exactly one key, by id; exit status 2 for something that is not an id, 1 for an unknown one."""
+    try:
+        key_id = uuid.UUID(arg or "")
+    except ValueError:
+        print(f"not a key id: {arg!r} (`jobplatform keys list` shows the ids)", file=sys.stderr)
+        return 2
+    revoked = await repo.revoke(key_id)
+    if revoked is None:
+        print(f"no API key with id {key_id}", file=sys.stderr)
+        return 1
+    print(f"revoked key {revoked.id} ({revoked.name})")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     purge.add_argument("--dry-run", action="store_true")
     keys = sub.add_parser("keys", help="manage API keys")
     keys.add_argument("action", choices=["create", "list", "revoke"])
-    keys.add_argument("name", nargs="?", help="name (create) or key prefix (revoke)")
+    keys.add_argument("name", nargs="?", help="name (create) or key id, as list shows it (revoke)")
     sub_job = sub.add_parser("submit", help="submit a job over HTTP (optionally wait and download)")
     sub_job.add_argument("type", help="job type, e.g. csv_report")
     sub_job.add_argument("--payload", default="{}", help="payload JSON")
@@ -130,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "purge":
         asyncio.run(_purge(args.dry_run))
     elif args.command == "keys":
-        asyncio.run(_keys(args.action, args.name))
+        raise SystemExit(asyncio.run(_keys(args.action, args.name)))
     elif args.command == "submit":
         raise SystemExit(_submit(args, settings))
 

@@ -14,6 +14,7 @@ from backend.adapters.storage import LocalStorage, Storage
 from backend.core.config import Settings
 from backend.db.pool import create_pool
 from backend.domain.retry import RetryPolicy
+from backend.repo.deployment import DeploymentRepository
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ async def open_resources(
     redis = redis or await connect(settings.require_redis_url())
     pool = await create_pool(settings.require_database_url(), pool_size)
     try:
-        storage = LocalStorage(settings.resolved_results_dir)
+        storage = LocalStorage(settings.resolved_results_dir, await DeploymentRepository(pool).id())
         queue = Queue(redis, settings.queue_name, settings.queue_horizon_seconds, settings.lease_seconds)
         yield Resources(settings, pool, queue, storage)
     finally:

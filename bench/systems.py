@@ -17,7 +17,7 @@ from typing import Protocol
 import asyncpg
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
-from backend.services.auth import display_prefix, hash_key
+from backend.services.auth import create_key
 from bench.http import Connection, build_request, run_load
 from bench.stack import BenchError, Platform, Proc, Processes, Servers, clean_env, hostname, wait_connected
 
@@ -76,15 +76,7 @@ class PlatformSystem:
     async def new_key(self, tag: str) -> str:
         """An API key of its own per run, so its jobs are found by the owner index."""
         raw = f"jp_bench_{tag}_{uuid.uuid4().hex}"
-        owner = uuid.uuid4()
-        await self.db.execute(
-            "INSERT INTO api_keys (id, name, key_hash, prefix) VALUES ($1, $2, $3, $4)",
-            owner,
-            f"bench-{tag}",
-            hash_key(raw),
-            display_prefix(raw),
-        )
-        self.owners[tag] = owner
+        _, self.owners[tag] = await create_key(self.db, f"bench-{tag}", raw)
         return raw
 
     async def submit(self, n: int, clients: int, tag: str, *, probe: bool = False) -> Submitted:

@@ -61,7 +61,7 @@ async def scratch_file(ctx: JobContext, filename: str) -> AsyncIterator[HashingW
     only live run of the job.
     """
     await ctx.storage.clear_scratch(ctx.job_id)
-    path = ctx.storage.scratch_path(ctx.job_id, filename)
+    path = await anyio.to_thread.run_sync(ctx.storage.scratch_path, ctx.job_id, filename)  # mkdir, marker
     writer = await anyio.to_thread.run_sync(HashingWriter, path)
     try:
         yield writer

@@ -1,7 +1,7 @@
 """per-key limits: indexes by owner, and the claim's exact running-cap gate
 
-Revision ID: 0002_per_key_limits
-Revises: 0001_initial
+Revision ID: 0004_per_key_limits
+Revises: 0003_deployment_id
 Create Date: 2026-12-01 08:40:00+00:00
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision: str = "0002_per_key_limits"
-down_revision: str | None = "0001_initial"
+revision: str = "0004_per_key_limits"
+down_revision: str | None = "0003_deployment_id"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -2,10 +2,17 @@
 
 Handlers write into a scratch file, then `put` publishes it atomically under its key, so a file is
 never visible half-written. An S3-compatible backend implements the same protocol.
+
+A store may be shared by several deployments (each its own database). Every backend is made with this
+deployment's id and marks what it writes with it, so `job_ids` (the orphan sweep's list) never names
+another deployment's files: LocalStorage writes a marker file into each job folder; an S3 backend can
+do the same with a marker object, or keep keys under a deployment prefix.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import uuid
@@ -17,13 +24,16 @@ import anyio
 
 CHUNK_SIZE = 1024 * 1024
 PART_SUFFIX = ".part"
+MARKER = ".deployment"  # in each job folder: the id of the deployment that made it
+
+log = logging.getLogger(__name__)
 
 
 class Storage(Protocol):
     """Where result files live."""
 
     def scratch_path(self, job_id: uuid.UUID, filename: str) -> Path:
-        """A local path to write a new file into before `put`."""
+        """A local path to write a new file into before `put` (blocking: call it in a thread)."""
         ...
 
     async def put(self, key: str, scratch: Path) -> None:
@@ -52,7 +62,10 @@ class Storage(Protocol):
         ...
 
     async def job_ids(self) -> list[uuid.UUID]:
-        """Jobs that have anything stored (for the orphan sweep)."""
+        """Jobs this deployment stored anything for (for the orphan sweep): never another deployment's.
+
+        An entry that cannot be read is logged and left out; it never fails the whole listing.
+        """
         ...
 
     async def clear_scratch(self, job_id: uuid.UUID) -> None:
@@ -79,11 +92,22 @@ def file_key(job_id: uuid.UUID, filename: str) -> str:
     return f"{job_id}/{filename}"
 
 
-class LocalStorage:
-    """Files under one folder: `<root>/<job_id>/<filename>`; rename within the folder is atomic."""
+def _uuid_or_none(name: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(name)
+    except ValueError:
+        return None
 
-    def __init__(self, root: Path) -> None:
+
+class LocalStorage:
+    """Files under one folder: `<root>/<job_id>/<filename>`; rename within the folder is atomic.
+
+    Each job folder also holds `.deployment`, the id of the deployment that made it.
+    """
+
+    def __init__(self, root: Path, deployment_id: uuid.UUID) -> None:
         self.root = root
+        self.deployment_id = deployment_id
         root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
@@ -93,10 +117,29 @@ class LocalStorage:
         return path
 
     def scratch_path(self, job_id: uuid.UUID, filename: str) -> Path:
-        """`<root>/<job_id>/.<filename>.<random>.part`, on the same filesystem as the final file."""
+        """`<root>/<job_id>/.<filename>.<random>.part`, on the same filesystem as the final file.
+
+        Makes the job's folder and marks it as this deployment's.
+        """
         folder = self.root / str(job_id)
         folder.mkdir(parents=True, exist_ok=True)
+        self._mark(folder)
         return folder / f".{filename}.{uuid.uuid4().hex[:12]}{PART_SUFFIX}"
+
+    def _mark(self, folder: Path) -> None:
+        """Write this deployment's marker into the folder, atomically (a torn marker would leak files)."""
+        with contextlib.suppress(FileNotFoundError):
+            if self._owner(folder) == self.deployment_id:
+                return
+        scratch = folder / f"{MARKER}.{uuid.uuid4().hex[:12]}{PART_SUFFIX}"
+        scratch.write_text(str(self.deployment_id))
+        os.replace(scratch, folder / MARKER)
+
+    @staticmethod
+    def _owner(folder: Path) -> uuid.UUID | None:
+        """The deployment named by the folder's marker (FileNotFoundError without one)."""
+        with (folder / MARKER).open(errors="replace") as marker:
+            return _uuid_or_none(marker.read(64).strip())
 
     async def put(self, key: str, scratch: Path) -> None:
         """Atomic rename over any previous version (readers see the old file or the new, never a mix)."""
@@ -151,25 +194,35 @@ class LocalStorage:
         def _rm() -> int:
             if not folder.exists():
                 return 0
-            count = sum(1 for p in folder.iterdir() if p.is_file())
+            count = sum(1 for p in folder.iterdir() if p.is_file() and p.name != MARKER)
             shutil.rmtree(folder, ignore_errors=True)
             return count
 
         return await anyio.to_thread.run_sync(_rm)
 
     async def job_ids(self) -> list[uuid.UUID]:
-        """Folders named like job ids."""
+        """Folders named like job ids that carry this deployment's marker; anything else is not ours."""
 
         def _scan() -> list[uuid.UUID]:
-            out = []
-            for entry in os.scandir(self.root):
-                try:
-                    out.append(uuid.UUID(entry.name))
-                except ValueError:
-                    continue
-            return out
+            with os.scandir(self.root) as entries:
+                return [job_id for entry in entries if (job_id := self._ours(entry)) is not None]
 
         return await anyio.to_thread.run_sync(_scan)
+
+    def _ours(self, entry: os.DirEntry[str]) -> uuid.UUID | None:
+        """The job id of a folder this deployment made, else None (errors are logged, never raised)."""
+        job_id = _uuid_or_none(entry.name)
+        if job_id is None:
+            return None
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                return None
+            return job_id if self._owner(Path(entry.path)) == self.deployment_id else None
+        except FileNotFoundError:  # no marker: another deployment's folder, or one being made right now
+            return None
+        except Exception as exc:  # one odd entry (unreadable, a garbled marker) must not stop the sweep
+            log.warning("results entry skipped", extra={"path": entry.path, "error": repr(exc)})
+            return None
 
     async def clear_scratch(self, job_id: uuid.UUID) -> None:
         """Delete `.part` files a killed run left behind."""
@@ -189,7 +242,7 @@ class LocalStorage:
         def _prune() -> int:
             if not folder.exists():
                 return 0
-            others = [p for p in folder.iterdir() if p.is_file() and p.resolve() != kept]
+            others = [p for p in folder.iterdir() if p.is_file() and p.name != MARKER and p.resolve() != kept]
             for p in others:
                 p.unlink(missing_ok=True)
             return len(others)

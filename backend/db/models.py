@@ -34,14 +34,13 @@ def _now() -> Any:
 
 
 class ApiKey(Base):
-    """A client credential; only the sha256 of the secret is stored."""
+    """A client credential; only the sha256 of the secret is stored, and `id` is how people refer to it."""
 
     __tablename__ = "api_keys"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), nullable=False)
     key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
-    prefix: Mapped[str] = mapped_column(String(12), nullable=False)
     created_at: Mapped[datetime] = _now()
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -140,4 +139,18 @@ class IdempotencyKey(Base):
     response_body: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     location: Mapped[str | None] = mapped_column(String(300))
     job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    created_at: Mapped[datetime] = _now()
+
+
+class Deployment(Base):
+    """This deployment's identity: one row, made on first start; it marks the result files we write.
+
+    A shared results store may hold other deployments' files: the orphan sweep touches only ours.
+    """
+
+    __tablename__ = "deployment"
+    __table_args__ = (CheckConstraint("singleton", name="singleton"),)
+
+    singleton: Mapped[bool] = mapped_column(primary_key=True, server_default="true")
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     created_at: Mapped[datetime] = _now()

@@ -73,3 +73,7 @@ class JobFailure(PlatformError):
 
 class PermanentJobError(JobFailure):
     """The job cannot succeed however often it is retried"""
+
+
+class DatabaseNotMigrated(PlatformError):
+    """The database schema is not up to date: run `jobplatform migrate` (alembic upgrade head)"""

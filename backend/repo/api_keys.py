@@ -10,12 +10,13 @@ import asyncpg
 
 from backend.db.pool import Executor
 
-COLUMNS = "id, name, prefix, created_at, revoked_at"
+COLUMNS = "id, name, created_at, revoked_at"
 ACTIVE_BY_HASH = f"SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
 BY_HASH = f"SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1"
-ADD = f"INSERT INTO api_keys (id, name, key_hash, prefix) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
+ADD = f"INSERT INTO api_keys (id, name, key_hash) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
 ALL = f"SELECT {COLUMNS} FROM api_keys ORDER BY created_at"
-REVOKE = "UPDATE api_keys SET revoked_at = now() WHERE prefix = $1 AND revoked_at IS NULL RETURNING id"
+# Revoking twice keeps the first revocation time.
+REVOKE = f"UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING {COLUMNS}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +25,6 @@ class ApiKeyRecord:
 
     id: uuid.UUID
     name: str
-    prefix: str
     created_at: datetime
     revoked_at: datetime | None
 
@@ -47,9 +47,9 @@ class ApiKeyRepository:
         """The key with this hash, revoked or not."""
         return _record(await self.db.fetchrow(BY_HASH, key_hash))
 
-    async def add(self, name: str, key_hash: str, prefix: str) -> ApiKeyRecord:
+    async def add(self, name: str, key_hash: str) -> ApiKeyRecord:
         """Store a new key."""
-        record = _record(await self.db.fetchrow(ADD, uuid.uuid4(), name, key_hash, prefix))
+        record = _record(await self.db.fetchrow(ADD, uuid.uuid4(), name, key_hash))
         assert record is not None
         return record
 
@@ -57,6 +57,6 @@ class ApiKeyRepository:
         """Every key, oldest first."""
         return [ApiKeyRecord(**dict(r.items())) for r in await self.db.fetch(ALL)]
 
-    async def revoke(self, prefix: str) -> int:
-        """Revoke the keys whose display prefix matches."""
-        return len(await self.db.fetch(REVOKE, prefix))
+    async def revoke(self, key_id: uuid.UUID) -> ApiKeyRecord | None:
+        """Revoke exactly this key (again is harmless); None if no key has this id."""
+        return _record(await self.db.fetchrow(REVOKE, key_id))

@@ -24,11 +24,6 @@ def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def display_prefix(raw: str) -> str:
-    """The first characters of a key, safe to show and log."""
-    return raw[:10]
-
-
 @dataclass(frozen=True)
 class Principal:
     """The authenticated caller: the API key that made the request."""
@@ -67,7 +62,7 @@ class Authenticator:
 async def create_key(db: Executor, name: str, raw: str | None = None) -> tuple[str, uuid.UUID]:
     """Store a key (a new random one unless `raw` is given); returns the secret and its id."""
     raw = raw or generate_key()
-    row = await ApiKeyRepository(db).add(name, hash_key(raw), display_prefix(raw))
+    row = await ApiKeyRepository(db).add(name, hash_key(raw))
     return raw, row.id
 
 

@@ -39,7 +39,7 @@ async def _purge_jobs(res: Resources, report: PurgeReport) -> None:
         gone = set(await jobs.delete_expired([r["id"] for r in batch], retention_s))
         for row in batch:
             if row["id"] in gone and row["result_file"]:
-                report.files += await res.storage.delete_job_files(row["id"])
+                report.files += await _delete_files(res, row["id"])
         report.jobs += len(gone)
         report.batches += 1
         if len(batch) < s.purge_batch_size:
@@ -59,15 +59,26 @@ async def _purge_idempotency(res: Resources, report: PurgeReport) -> None:
             return
 
 
+async def _delete_files(res: Resources, job_id: uuid.UUID) -> int:
+    """Delete a job's files; a failure is logged, not raised (a marked folder is swept again later)."""
+    try:
+        return await res.storage.delete_job_files(job_id)
+    except OSError as exc:
+        log.warning("job files not deleted", extra={"job_id": str(job_id), "error": repr(exc)})
+        return 0
+
+
 async def _purge_orphans(res: Resources, report: PurgeReport) -> None:
-    """Files whose job row no longer exists (a crash between row and file deletion, or a stray)."""
+    """Files this deployment wrote whose job row no longer exists (a crash between row and file
+    deletion); folders that other deployments sharing the store wrote are never listed, so never touched.
+    """
     stored = await res.storage.job_ids()
     size = res.settings.purge_batch_size
     for start in range(0, len(stored), size):
         chunk: list[uuid.UUID] = stored[start : start + size]
         alive = await JobRepository(res.pool).existing_ids(chunk)
         for job_id in set(chunk) - alive:
-            report.orphan_files += 1 if report.dry_run else await res.storage.delete_job_files(job_id)
+            report.orphan_files += 1 if report.dry_run else await _delete_files(res, job_id)
 
 
 async def purge(res: Resources, *, dry_run: bool = False) -> PurgeReport:

@@ -175,7 +175,7 @@ async def test_another_keys_job_is_404(finished: Finished, client: httpx.AsyncCl
 async def test_missing_or_replaced_file_is_404(client: httpx.AsyncClient, stack: Stack) -> None:
     for damage in ("delete", "replace"):
         done = await completed_report(client)
-        (path,) = (stack.settings.resolved_results_dir / done["id"]).iterdir()
+        (path,) = (stack.settings.resolved_results_dir / done["id"]).glob("[!.]*")
         if damage == "delete":
             path.unlink()
         else:

@@ -6,8 +6,11 @@ import asyncio
 import hashlib
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+from backend.services.auth import create_key
+from tests.utils import db
 from tests.utils.stack import ROOT, Stack, serve_api, settings_env
 
 
@@ -26,10 +29,11 @@ async def test_keys_and_submit_wait_download(stack: Stack, tmp_path: Path) -> No
     env = settings_env(stack.settings)
     created = await asyncio.to_thread(_run, ["keys", "create", "cli-test"], env)
     assert created.returncode == 0, created.stderr
-    key = created.stdout.strip()
-    assert key.startswith("jp_")
+    key, id_line = created.stdout.splitlines()
+    key_id = id_line.removeprefix("id ")
+    assert key.startswith("jp_") and uuid.UUID(key_id)
     listed = await asyncio.to_thread(_run, ["keys", "list"], env)
-    assert key[:10] in listed.stdout and key not in listed.stdout  # only the prefix is ever shown
+    assert f"{key_id}  cli-test" in listed.stdout and key[:6] not in listed.stdout
 
     target = tmp_path / "report.csv"
     async with serve_api(stack.settings, tmp_path / "api.log") as base:
@@ -44,5 +48,33 @@ async def test_keys_and_submit_wait_download(stack: Stack, tmp_path: Path) -> No
         job = (await client.get(f"/jobs/{job_id}")).json()
     assert hashlib.sha256(target.read_bytes()).hexdigest() == job["result_file"]["sha256"]
 
-    revoked = await asyncio.to_thread(_run, ["keys", "revoke", key[:10]], env)
-    assert "revoked 1 key(s)" in revoked.stdout
+    revoked = await asyncio.to_thread(_run, ["keys", "revoke", key_id], env)
+    assert revoked.returncode == 0 and f"revoked key {key_id} (cli-test)" in revoked.stdout
+
+
+async def test_keys_are_listed_and_revoked_by_id_never_by_their_secret(stack: Stack) -> None:
+    env = settings_env(stack.settings)
+    async with db.pool(stack.settings) as pool:
+        # Two secrets alike in their first 10 characters, and one short enough to be its own prefix.
+        raw_a, twin_a = await create_key(pool, "twin-a", f"jp_twins_{uuid.uuid4().hex}")
+        raw_b, twin_b = await create_key(pool, "twin-b", f"jp_twins_{uuid.uuid4().hex}")
+        raw_short, short = await create_key(pool, "short", f"jp_{uuid.uuid4().hex[:6]}")
+
+    listed = await asyncio.to_thread(_run, ["keys", "list"], env)
+    assert listed.returncode == 0, listed.stderr
+    lines = {line.split()[0]: line.split()[1:] for line in listed.stdout.splitlines()}
+    assert lines[str(twin_a)][:2] == ["twin-a", "active"] and lines[str(short)][:2] == ["short", "active"]
+    assert not any(raw[:6] in listed.stdout for raw in (raw_a, raw_b, raw_short))
+
+    revoked = await asyncio.to_thread(_run, ["keys", "revoke", str(twin_a)], env)
+    assert revoked.returncode == 0, revoked.stderr
+    states = {r["id"]: r["revoked_at"] for r in await db.fetch(stack.settings, "SELECT * FROM api_keys")}
+    assert states[twin_a] is not None and states[twin_b] is None and states[short] is None
+
+    unknown = uuid.uuid4()
+    missing = await asyncio.to_thread(_run, ["keys", "revoke", str(unknown)], env)
+    assert missing.returncode == 1 and f"no API key with id {unknown}" in missing.stderr
+    not_an_id = await asyncio.to_thread(_run, ["keys", "revoke", "jp_twins_"], env)
+    assert not_an_id.returncode == 2 and "not a key id" in not_an_id.stderr
+    after = {r["id"]: r["revoked_at"] for r in await db.fetch(stack.settings, "SELECT * FROM api_keys")}
+    assert after == states

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import httpx
 
-from backend.adapters.storage import LocalStorage, file_key
+from backend.adapters.storage import MARKER, LocalStorage, file_key
 from tests.utils.stack import Stack, submit, wait_for
 from worker.context import Progress
 from worker.files import HashingWriter
@@ -30,7 +30,7 @@ def job_folder(stack: Stack, job_id: str) -> Path:
 
 def folder_names(stack: Stack, job_id: str) -> list[str]:
     folder = job_folder(stack, job_id)
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    return sorted(p.name for p in folder.iterdir() if p.name != MARKER) if folder.exists() else []
 
 
 def published(stack: Stack, job_id: str, filename: str) -> Path:
@@ -164,7 +164,7 @@ async def test_report_killed_mid_write_is_rerun_into_exactly_one_file(isolated: 
 
 
 async def test_local_storage_put_replaces_atomically_and_streams_ranges(tmp_path: Path) -> None:
-    storage = LocalStorage(tmp_path / "results")
+    storage = LocalStorage(tmp_path / "results", uuid.uuid4())
     job_id = uuid.uuid4()
     key = file_key(job_id, "out.bin")
     assert not await storage.exists(key) and await storage.size(key) is None
@@ -173,7 +173,7 @@ async def test_local_storage_put_replaces_atomically_and_streams_ranges(tmp_path
         scratch.write_bytes(content)
         await storage.put(key, scratch)
     assert await storage.size(key) == 2_560_000
-    assert sorted(p.name for p in (tmp_path / "results" / str(job_id)).iterdir()) == ["out.bin"]
+    assert sorted(p.name for p in (tmp_path / "results" / str(job_id)).iterdir()) == [MARKER, "out.bin"]
     whole = b"".join([chunk async for chunk in await storage.stream(key)])
     assert whole == bytes(range(256)) * 10_000
     chunks = [chunk async for chunk in await storage.stream(key, 1000, 2_000_999)]
@@ -184,7 +184,7 @@ async def test_local_storage_put_replaces_atomically_and_streams_ranges(tmp_path
 
 
 async def test_local_storage_clears_scratch_and_job_files(tmp_path: Path) -> None:
-    storage = LocalStorage(tmp_path)
+    storage = LocalStorage(tmp_path, uuid.uuid4())
     job_id = uuid.uuid4()
     storage.scratch_path(job_id, "a.csv").write_bytes(b"half")
     kept = storage.scratch_path(job_id, "a.csv")
@@ -192,14 +192,14 @@ async def test_local_storage_clears_scratch_and_job_files(tmp_path: Path) -> Non
     await storage.put(file_key(job_id, "a.csv"), kept)
     storage.scratch_path(job_id, "a.csv").write_bytes(b"half again")
     await storage.clear_scratch(job_id)
-    assert [p.name for p in (tmp_path / str(job_id)).iterdir()] == ["a.csv"]
+    assert sorted(p.name for p in (tmp_path / str(job_id)).iterdir()) == [MARKER, "a.csv"]
     assert await storage.job_ids() == [job_id]
     assert await storage.delete_job_files(job_id) == 1
     assert await storage.job_ids() == []
 
 
 async def test_stream_of_a_missing_file_fails_before_any_byte(tmp_path: Path) -> None:
-    storage = LocalStorage(tmp_path)
+    storage = LocalStorage(tmp_path, uuid.uuid4())
     try:
         await storage.stream(file_key(uuid.uuid4(), "gone.csv"))
     except FileNotFoundError:

@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import anyio
+import asyncpg
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -14,6 +15,7 @@ from alembic import command
 from backend.cli import alembic_config
 from backend.core.embedded import create_database, database_url
 from backend.db.base import Base
+from backend.db.pool import asyncpg_dsn
 
 
 async def _fresh_db(admin_url: str) -> str:
@@ -53,17 +55,42 @@ def _tables(url: str) -> set[str]:
     return anyio.run(run)
 
 
+async def _execute(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """Run one statement on a fresh connection; its rows, if any."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        return [tuple(r) for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
 async def test_migrations_match_models_and_round_trip(servers: tuple[str, str]) -> None:
     url = await _fresh_db(servers[0])
     cfg = alembic_config(url)
     await anyio.to_thread.run_sync(command.upgrade, cfg, "head")
     assert await anyio.to_thread.run_sync(_diff, url) == []
-    assert {"jobs", "api_keys", "idempotency_keys", "job_runs"} <= await anyio.to_thread.run_sync(
-        _tables, url
-    )
+    assert {
+        "jobs",
+        "api_keys",
+        "idempotency_keys",
+        "job_runs",
+        "deployment",
+    } <= await anyio.to_thread.run_sync(_tables, url)
 
     await anyio.to_thread.run_sync(command.downgrade, cfg, "base")
     assert await anyio.to_thread.run_sync(_tables, url) == {"alembic_version"}
 
     await anyio.to_thread.run_sync(command.upgrade, cfg, "head")
     assert await anyio.to_thread.run_sync(_diff, url) == []
+
+
+async def test_dropping_the_key_prefix_downgrades_with_keys_present(servers: tuple[str, str]) -> None:
+    url = await _fresh_db(servers[0])
+    cfg = alembic_config(url)
+    await anyio.to_thread.run_sync(command.upgrade, cfg, "0002_drop_api_key_prefix")
+    await _execute(url, "INSERT INTO api_keys (id, name, key_hash) VALUES (gen_random_uuid(), 'k', 'h')")
+
+    await anyio.to_thread.run_sync(command.downgrade, cfg, "0001_initial")
+    assert await _execute(url, "SELECT prefix FROM api_keys") == [("(unknown)",)]
+    await anyio.to_thread.run_sync(command.upgrade, cfg, "head")
+    assert await _execute(url, "SELECT name FROM api_keys") == [("k",)]

@@ -10,6 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from backend.adapters.storage import MARKER
 from backend.core.embedded import EmbeddedValkey
 from tests.integration.test_worker import runs_of
 from tests.utils.stack import submit, wait_for
@@ -159,11 +160,11 @@ async def test_paused_worker_cannot_replace_the_recorded_file(isolated: Any) -> 
         assert done["status"] == "completed" and done["attempts"] == 2
         folder = stack.settings.resolved_results_dir / job["id"]
         deadline = time.monotonic() + 30  # the resumed worker finishes its (now stale) run, then cleans up
-        while time.monotonic() < deadline and len(list(folder.iterdir())) != 1:  # noqa: ASYNC110
+        while time.monotonic() < deadline and len(list(folder.iterdir())) != 2:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
         await asyncio.sleep(1)
-        files = list(folder.iterdir())
-        assert len(files) == 1, files
+        files = sorted(p.name for p in folder.iterdir())
+        assert len(files) == 2 and files[0] == MARKER, files  # the result and the deployment marker
         body = (await client.get(f"/jobs/{job['id']}/download")).content
         assert hashlib.sha256(body).hexdigest() == done["result_file"]["sha256"]
 
