@@ -11,7 +11,9 @@ from typing import Any
 
 import httpx
 
-TERMINAL = {"completed", "failed", "cancelled"}
+from backend.domain.enums import TERMINAL_STATUSES, JobStatus
+
+TERMINAL = {status.value for status in TERMINAL_STATUSES}
 BAR_WIDTH = 30
 
 
@@ -61,7 +63,7 @@ def submit(
         if not (wait or download):
             return 0
         job = _wait(client, job["id"], poll_s)
-        if job["status"] != "completed":
+        if job["status"] != JobStatus.COMPLETED:
             print(f"job {job['status']}: {job['error']}", file=sys.stderr)
             return 1
         print(json.dumps(job["result"]))

@@ -25,8 +25,12 @@ from sqlalchemy.dialects.postgresql import JSON, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.db.base import Base
+from backend.domain.enums import TERMINAL_STATUSES, WAITING_STATUSES, JobStatus, sql_list
 
-STATUS_VALUES = "'pending','running','retrying','completed','failed','cancelled'"
+STATUS_VALUES = sql_list(tuple(JobStatus))
+WAITING = f"status IN ({sql_list(WAITING_STATUSES)})"
+RUNNING = f"status = '{JobStatus.RUNNING.value}'"
+TERMINAL = f"status IN ({sql_list(TERMINAL_STATUSES)})"
 
 
 def _now() -> Any:
@@ -57,22 +61,22 @@ class Job(Base):
         Index(
             "ix_jobs_waiting_due",
             "scheduled_at",
-            postgresql_where=text("status IN ('pending', 'retrying')"),
+            postgresql_where=text(WAITING),
         ),
-        Index("ix_jobs_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
+        Index("ix_jobs_running_lease", "lease_expires_at", postgresql_where=text(RUNNING)),
         # Per-key limits: waiting jobs, running jobs, result bytes kept.
         Index(
             "ix_jobs_owner_waiting",
             "owner_id",
             "scheduled_at",
-            postgresql_where=text("status IN ('pending', 'retrying')"),
+            postgresql_where=text(WAITING),
         ),
-        Index("ix_jobs_owner_running", "owner_id", postgresql_where=text("status = 'running'")),
+        Index("ix_jobs_owner_running", "owner_id", postgresql_where=text(RUNNING)),
         Index("ix_jobs_owner_files", "owner_id", postgresql_where=text("result_file IS NOT NULL")),
         Index(
             "ix_jobs_terminal_finished",
             "finished_at",
-            postgresql_where=text("status IN ('completed', 'failed', 'cancelled')"),
+            postgresql_where=text(TERMINAL),
         ),
     )
 
@@ -83,7 +87,7 @@ class Job(Base):
     type: Mapped[str] = mapped_column(String(32), nullable=False)
     name: Mapped[str | None] = mapped_column(String(200))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
-    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="pending")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default=JobStatus.PENDING.value)
     progress: Mapped[float] = mapped_column(Float, nullable=False, server_default="0")
     attempts: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default="0")
     max_attempts: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default="3")
