@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(
         default=20, ge=1, description="PostgreSQL connections kept open per API process."
     )
+    http_max_header_bytes: int = Field(
+        default=32_768, ge=1024, description="Largest request head (request line + headers); past it 431."
+    )
+    http_header_timeout_seconds: float = Field(
+        default=10, gt=0, description="Time a request head may take to arrive; past it 408 and close."
+    )
+    http_max_connections: int = Field(
+        default=1000, ge=1, description="Connections one API process serves at once; beyond them 503."
+    )
 
     worker_concurrency: int = Field(default=20, ge=1)
     queue_name: str = "arq:queue"
