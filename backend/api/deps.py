@@ -41,9 +41,12 @@ async def get_settings(state: StateDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def current_key(state: StateDep, raw: Annotated[str | None, Security(api_key_header)]) -> Principal:
-    """The authenticated API key, or 401; 429 with Retry-After past RATE_LIMIT."""
-    principal = await state.authenticator.authenticate(raw) if raw else None
+async def current_key(
+    request: Request, state: StateDep, raw: Annotated[str | None, Security(api_key_header)]
+) -> Principal:
+    """The authenticated API key, or 401; 429 with Retry-After past RATE_LIMIT or AUTH_FAILURES_PER_MINUTE."""
+    client = request.client.host if request.client else None
+    principal = await state.authenticator.authenticate(raw, client) if raw else None
     if principal is None:
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,

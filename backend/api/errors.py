@@ -25,6 +25,7 @@ STATUS_BY_ERROR: dict[type[errors.PlatformError], int] = {
     errors.IdempotencyKeyMissing: 400,
     errors.IdempotencyKeyReused: 422,
     errors.IdempotencyKeyInFlight: 409,
+    errors.AuthThrottled: 429,
 }
 RETRY_AFTER_S = "1"
 
@@ -37,6 +38,8 @@ async def platform_error(_: Request, exc: Exception) -> JSONResponse:
         body["error"] = "idempotency_key_reused"
     retry_later = isinstance(exc, errors.IdempotencyKeyInFlight | errors.JobStateChanging)
     headers = {"Retry-After": RETRY_AFTER_S} if retry_later else None
+    if isinstance(exc, errors.AuthThrottled):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return JSONResponse(body, status_code=code, headers=headers)
 
 

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     idempotency_required: bool = False
     auth_cache_seconds: float = Field(default=10, ge=0)
     rate_limit: str | None = Field(default=None, description="Per API key, e.g. 100/minute; unset: none.")
+    auth_failures_per_minute: int = Field(
+        default=30, ge=0, description="Failed authentications per client address per minute; 0: no limit."
+    )
     db_pool_size: int = Field(
         default=20, ge=1, description="PostgreSQL connections kept open per API process."
     )

@@ -46,5 +46,13 @@ class IdempotencyKeyReused(PlatformError):
     """Idempotency-Key was already used with a different request (method, path or body)"""
 
 
+class AuthThrottled(PlatformError):
+    """Too many failed authentications from this address; retry later"""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__()
+        self.retry_after_s = retry_after_s
+
+
 class PermanentJobError(PlatformError):
     """The job cannot succeed however often it is retried"""
