@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import AwareDatetime
 
 from backend.api.deps import CurrentKey, IdempotencyDep, JobServiceDep, OwnedJobDep
+from backend.domain.datetimes import Timestamp
 from backend.domain.enums import JobStatus
 from backend.domain.job_types import JobType
 from backend.domain.jobs import JobCreate, JobList, JobPublic, JobResultView, JobStatusView
@@ -57,8 +57,8 @@ async def list_jobs(
     service: JobServiceDep,
     status: Annotated[list[JobStatus] | None, Query()] = None,
     type: Annotated[list[JobType] | None, Query()] = None,
-    created_after: AwareDatetime | None = None,
-    created_before: AwareDatetime | None = None,
+    created_after: Timestamp | None = None,
+    created_before: Timestamp | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: str | None = None,
 ) -> JobList:

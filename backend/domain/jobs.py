@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -17,6 +16,7 @@ from pydantic import (
     field_validator,
 )
 
+from backend.domain.datetimes import Timestamp
 from backend.domain.enums import JobStatus
 from backend.domain.job_types import JOB_TYPES, JobType, JobTypeSpec
 from backend.domain.payloads import Payload
@@ -35,7 +35,7 @@ class JobCreateBase(BaseModel):
 
     name: str | None = Field(default=None, max_length=200, description="Optional label for people.")
     max_attempts: int | None = Field(default=None, ge=1, le=20, description="Attempts before `failed`.")
-    scheduled_at: AwareDatetime | None = Field(default=None, description="Do not start before this time.")
+    scheduled_at: Timestamp | None = Field(default=None, description="Do not start before this time.")
 
     @field_validator("name")
     @classmethod

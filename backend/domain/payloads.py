@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from backend.domain.datetimes import Timestamp
 from backend.domain.enums import JobStatus
 
 if TYPE_CHECKING:
@@ -34,8 +35,8 @@ class JobsExportPayload(Payload):
     status: list[JobStatus] | None = Field(default=None, max_length=len(JobStatus))
     # Completed by `job_types` once every type is declared (the export can filter by any type).
     type: list[JobType] | None = Field(default=None, max_length=100)
-    created_after: AwareDatetime | None = None
-    created_before: AwareDatetime | None = None
+    created_after: Timestamp | None = None
+    created_before: Timestamp | None = None
 
 
 Number = Annotated[float, Field(allow_inf_nan=False)] | int

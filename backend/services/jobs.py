@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from backend.core.ids import uuid7
+from backend.domain.datetimes import in_utc_range
 from backend.domain.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, JobNotFound, JobStateChanging
 from backend.domain.jobs import JobPublic, JobSubmission, job_location
 from backend.domain.lifecycle import CANCELLED_BY_REQUEST, Event, next_status
@@ -43,7 +44,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     """Inverse of `encode_cursor`; ValueError if it was tampered with."""
     padded = cursor + "=" * (-len(cursor) % 4)
     created, _, job_id = base64.urlsafe_b64decode(padded.encode()).decode().partition("|")
-    return datetime.fromisoformat(created), uuid.UUID(job_id)
+    return in_utc_range(datetime.fromisoformat(created)), uuid.UUID(job_id)
 
 
 class _KeyTaken(Exception):
