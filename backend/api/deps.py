@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Annotated
 
@@ -16,7 +15,7 @@ from backend.core.config import Settings
 from backend.domain.errors import IdempotencyKeyMissing
 from backend.domain.records import JobRecord
 from backend.services.auth import Principal
-from backend.services.idempotency import IdempotencyRequest, fingerprint
+from backend.services.idempotency import IdempotencyKey
 from backend.services.jobs import JobService
 
 api_key_header = APIKeyHeader(
@@ -102,18 +101,14 @@ async def idempotency_request(
             "(1-255 printable ASCII, bare or as a quoted string).",
         ),
     ] = None,
-) -> IdempotencyRequest | None:
-    """The request's idempotency identity, if it carries a key."""
+) -> IdempotencyKey | None:
+    """The request's Idempotency-Key, if it carries one (the service fingerprints the validated body)."""
     if idempotency_key is None:
         if settings.idempotency_required:
             raise IdempotencyKeyMissing()
         return None
     key = parse_idempotency_header(request.headers.getlist("Idempotency-Key"))
-    try:
-        body = json.loads(await request.body() or b"null")
-    except ValueError:
-        body = None  # FastAPI answers 422 for the body itself; nothing is stored then
-    return IdempotencyRequest(key, fingerprint(request.method, request.url.path, body))
+    return IdempotencyKey(key, request.method, request.url.path)
 
 
-IdempotencyDep = Annotated[IdempotencyRequest | None, Depends(idempotency_request)]
+IdempotencyDep = Annotated[IdempotencyKey | None, Depends(idempotency_request)]

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Body, HTTPException, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from backend.api.deps import CurrentKey, IdempotencyDep, JobServiceDep, OwnedJobDep
+from backend.api.json_body import JsonBodyRoute
 from backend.domain.datetimes import Timestamp
 from backend.domain.enums import JobStatus
 from backend.domain.job_types import JobType
 from backend.domain.jobs import JobCreate, JobList, JobPublic, JobResultView, JobStatusView
 from backend.repo.jobs import JobFilters
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JsonBodyRoute)
 
 EVENTS_POLL_S = 0.25
 

@@ -19,7 +19,7 @@ from backend.domain.records import JobRecord
 from backend.repo.idempotency import IdempotencyRepository, StoredResponse
 from backend.repo.jobs import JobFilters, JobRepository
 from backend.resources import Resources
-from backend.services.idempotency import IdempotencyRequest
+from backend.services.idempotency import IdempotencyKey, IdempotencyRequest
 
 TRANSITION_TRIES = 5  # a job moving under a client's request is rare; this only bounds a pathological race
 
@@ -61,14 +61,14 @@ class JobService:
         self.jobs = JobRepository(resources.pool)
 
     async def submit(
-        self, owner_id: uuid.UUID, body: JobSubmission, idem: IdempotencyRequest | None
+        self, owner_id: uuid.UUID, body: JobSubmission, idem: IdempotencyKey | None
     ) -> Submitted:
         """Store the job (and its idempotency record, in the same transaction), then enqueue it."""
         values = self._new_job(owner_id, body)
         if idem is None:
             job = await self.jobs.insert(values)  # one statement, committed on its own
         else:
-            outcome = await self._submit_with_key(owner_id, values, idem)
+            outcome = await self._submit_with_key(owner_id, values, idem.request(body))
             if isinstance(outcome, Submitted):
                 return outcome
             job = outcome

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.utils import db
+from tests.utils.stack import Stack, serve_api
 
 OUT_OF_UTC = ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59"]
 NOT_RFC3339 = ["0.5", "1700000000", "2026-01-31", "2026-01-31T09:30"]
@@ -59,3 +63,65 @@ async def test_numbers_are_not_date_times(client: httpx.AsyncClient) -> None:
     ]
     listed = await client.get("/jobs", params={"created_after": "2026-01-31T09:30:00+02:00"})
     assert listed.status_code == 200, listed.text
+
+
+LONE_SURROGATES = [
+    '{"type": "sleep", "payload": {"seconds": 0}, "name": "\\ud800"}',
+    '{"type": "sleep", "payload": {"seconds": 0, "\\udfff": 1}}',
+    '{"type": "sleep", "payload": {"seconds": 0}, "\\ud800x": 1}',
+    '{"type": "\\ud800", "payload": {"seconds": 0}}',
+    '{"type": "jobs_export", "payload": {"status": ["\\ud800"]}}',
+]
+
+
+def nested(depth: int) -> str:
+    return '{"type": "sleep", "payload": {"seconds": 0}, "name": ' + "[" * depth + "]" * depth + "}"
+
+
+async def post_raw(client: httpx.AsyncClient, body: str, key: str | None) -> httpx.Response:
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Idempotency-Key"] = key
+    return await client.post("/jobs", content=body.encode(), headers=headers)
+
+
+@pytest.mark.parametrize("key", [None, "surrogate"])
+@pytest.mark.parametrize("body", LONE_SURROGATES)
+async def test_a_lone_surrogate_anywhere_is_422(
+    stack: Stack, client: httpx.AsyncClient, body: str, key: str
+) -> None:
+    key = key and f"{key}-{uuid.uuid4()}"
+    response = await post_raw(client, body, key)
+    assert response.status_code == 422, response.text
+    assert (await client.get("/jobs")).json()["items"] == []
+    assert await db.fetch(stack.settings, "SELECT 1 FROM idempotency_keys WHERE key = $1", key) == []
+
+
+@pytest.mark.parametrize("key", [None, "deep"])
+@pytest.mark.parametrize("depth", [900, 1_000, 100_000])
+async def test_a_deeply_nested_body_is_422(client: httpx.AsyncClient, depth: int, key: str | None) -> None:
+    response = await post_raw(client, nested(depth), key and f"{key}-{uuid.uuid4()}")
+    assert response.status_code == 422, response.text
+
+
+async def test_deep_and_surrogate_bodies_through_uvicorn(stack: Stack, tmp_path: Path) -> None:
+    api_key = await stack.new_key()
+    async with (
+        serve_api(stack.settings, tmp_path / "api.log") as base,
+        httpx.AsyncClient(base_url=base, headers={"X-API-Key": api_key}) as client,
+    ):
+        for body in [*(nested(d) for d in (500, 900, 950, 990, 1_000, 5_000)), *LONE_SURROGATES]:
+            response = await post_raw(client, body, f"k-{uuid.uuid4()}")
+            assert response.status_code == 422, (body[:80], response.text)
+
+
+async def test_equal_bodies_still_replay(client: httpx.AsyncClient) -> None:
+    key = f"defaults-{uuid.uuid4()}"
+    first = await post_raw(client, '{"type": "sleep", "payload": {"seconds": 1}}', key)
+    spelled_out = '{"payload": {"fail_first": 0, "seconds": 1.0}, "type": "sleep", "name": null}'
+    again = await post_raw(client, spelled_out, key)  # the same submission once validated
+    assert first.status_code == again.status_code == 201
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert again.json()["id"] == first.json()["id"]
+    other = await post_raw(client, '{"type": "sleep", "payload": {"seconds": 2}}', key)
+    assert other.status_code == 422 and other.json()["error"] == "idempotency_key_reused"
