@@ -2,7 +2,8 @@
 
 pydantic alone also takes numbers (`0.5` as a Unix time) and shorter forms, and accepts offsets that
 push the instant out of Python's range once converted to UTC (`0001-01-01T00:00:00+23:59`), which then
-fails deep in the database driver.
+fails deep in the database driver. The very first and last instants Python has are refused too: asyncpg
+stores them as PostgreSQL's -infinity and infinity and reads them back as naive datetimes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
+FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
+LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
 RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
@@ -30,9 +33,11 @@ def in_utc_range(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must have a UTC offset")
     try:
-        value.astimezone(UTC)
+        in_utc = value.astimezone(UTC)
     except OverflowError:
         raise ValueError("is out of range once converted to UTC") from None
+    if in_utc in (FIRST_INSTANT, LAST_INSTANT):
+        raise ValueError("is out of range (the first and last instants are reserved)")
     return value
 
 

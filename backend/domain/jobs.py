@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -19,6 +20,7 @@ from pydantic import (
 from backend.domain.datetimes import Timestamp
 from backend.domain.enums import JobStatus
 from backend.domain.job_types import JOB_TYPES, JobType, JobTypeSpec
+from backend.domain.numbers import json_number
 from backend.domain.payloads import Payload
 from backend.domain.records import JobRecord, StoredFile
 
@@ -33,8 +35,15 @@ class JobCreateBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=200, description="Optional label for people.")
-    max_attempts: int | None = Field(default=None, ge=1, le=20, description="Attempts before `failed`.")
+    name: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Optional label for people.",
+        json_schema_extra={"pattern": "^[^\\u0000]*$"},  # the NUL check below, stated in the schema
+    )
+    max_attempts: Annotated[int, Field(ge=1, le=20), BeforeValidator(json_number)] | None = Field(
+        default=None, description="Attempts before `failed`."
+    )
     scheduled_at: Timestamp | None = Field(default=None, description="Do not start before this time.")
 
     @field_validator("name")

@@ -13,7 +13,8 @@ import pytest
 from tests.utils import db
 from tests.utils.stack import Stack, serve_api
 
-OUT_OF_UTC = ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59"]
+# Out of range once in UTC, or the two instants asyncpg would store as -infinity and infinity.
+OUT_OF_UTC = ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00Z"]
 NOT_RFC3339 = ["0.5", "1700000000", "2026-01-31", "2026-01-31T09:30"]
 SLEEP = {"type": "sleep", "payload": {"seconds": 0}}
 

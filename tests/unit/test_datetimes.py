@@ -19,7 +19,7 @@ TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(Timestamp)
         ("2026-01-31t09:30:00z", datetime(2026, 1, 31, 9, 30, tzinfo=UTC)),  # RFC 3339 §5.6: any case
         ("2026-01-31 09:30:00+02:00", datetime(2026, 1, 31, 7, 30, tzinfo=UTC)),
         ("2026-01-31T09:30:00.250-05:30", datetime(2026, 1, 31, 15, 0, 0, 250_000, tzinfo=UTC)),
-        ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=UTC)),
+        ("0001-01-01T00:00:00.000001Z", datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)),
         ("9999-12-31T23:59:59+00:00", datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
     ],
 )
@@ -53,6 +53,14 @@ def test_anything_else_is_refused(value: object) -> None:
 @pytest.mark.parametrize("text", ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59"])
 def test_instants_outside_utc_are_refused(text: str) -> None:
     with pytest.raises(ValidationError, match="out of range once converted to UTC"):
+        TIMESTAMP.validate_python(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "0001-01-01T01:00:00+01:00"]
+)
+def test_the_instants_asyncpg_reads_as_infinity_are_refused(text: str) -> None:
+    with pytest.raises(ValidationError, match="first and last instants"):
         TIMESTAMP.validate_python(text)
 
 
