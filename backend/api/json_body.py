@@ -1,8 +1,8 @@
-"""JSON request bodies: one nested too deeply to parse is a 422, like any other malformed JSON.
+"""JSON request bodies: one too deeply nested or not UTF-8 is a 422, like any other malformed JSON.
 
 FastAPI turns a JSONDecodeError into the usual 422 `json_invalid`, but answers a parse that ran out of
-stack (RecursionError, about 1,000 levels deep) with a bare 400. Routes built with `JsonBodyRoute`
-report both the same way.
+stack (RecursionError, about 1,000 levels deep) or met bytes that are not text (UnicodeDecodeError) with
+a bare 400. Routes built with `JsonBodyRoute` report them all the same way.
 """
 
 from __future__ import annotations
@@ -16,16 +16,18 @@ from fastapi.routing import APIRoute
 
 
 class JsonBodyRequest(Request):
-    """A request whose JSON body nested too deeply is a decode error."""
+    """A request whose JSON body is a decode error whenever it cannot be parsed."""
 
     async def json(self) -> Any:
-        """The parsed body; JSONDecodeError when it is nested too deeply to parse."""
+        """The parsed body; JSONDecodeError when it is not text or is nested too deeply to parse."""
         if not hasattr(self, "_json"):
             body = await self.body()
             try:
                 self._json = json.loads(body)
             except RecursionError:
                 raise json.JSONDecodeError("JSON nested too deeply", "", 0) from None
+            except UnicodeDecodeError as exc:
+                raise json.JSONDecodeError("Body is not UTF-8 text", "", exc.start) from None
         return self._json
 
 

@@ -105,6 +105,13 @@ async def test_a_deeply_nested_body_is_422(client: httpx.AsyncClient, depth: int
     assert response.status_code == 422, response.text
 
 
+@pytest.mark.parametrize("body", [b"\xff", b'{"type": "sleep", "name": "\xe9"}', b"\x00"])
+async def test_a_body_that_is_not_utf8_json_is_422(client: httpx.AsyncClient, body: bytes) -> None:
+    response = await client.post("/jobs", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
 async def test_deep_and_surrogate_bodies_through_uvicorn(stack: Stack, tmp_path: Path) -> None:
     api_key = await stack.new_key()
     async with (
