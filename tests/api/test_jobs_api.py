@@ -36,6 +36,20 @@ async def test_missing_or_wrong_key_is_401_with_challenge(stack: Stack) -> None:
     assert r.json() == {"detail": "Missing or invalid API key"}
 
 
+async def test_405_names_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    for method, path, allow in [
+        ("OPTIONS", "/jobs", "GET, POST"),
+        ("DELETE", "/jobs", "GET, POST"),
+        ("OPTIONS", f"/jobs/{uuid.uuid4()}/download", "GET, HEAD"),
+        ("POST", f"/jobs/{uuid.uuid4()}", "GET"),
+        ("PUT", "/health", "GET"),
+    ]:
+        response = await client.request(method, path)
+        assert response.status_code == 405, (method, path)
+        assert response.headers["allow"] == allow, (method, path)
+        assert response.json() == {"detail": "Method Not Allowed"}
+
+
 async def test_public_endpoints_need_no_key(stack: Stack) -> None:
     assert stack.app_client is not None
     assert (await stack.app_client.get("/health")).json() == {"status": "ok"}
