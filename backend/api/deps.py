@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 
 from backend.adapters.storage import Storage
-from backend.api.idempotency import parse_idempotency_header
+from backend.api.errors import ErrorMessage
+from backend.api.idempotency import HEADER_MAX_LENGTH, HEADER_PATTERN, parse_idempotency_header
 from backend.api.state import AppState
 from backend.core.config import Settings
 from backend.domain.errors import IdempotencyKeyMissing
@@ -65,6 +66,24 @@ async def current_key(
 
 CurrentKey = Annotated[Principal, Depends(current_key)]
 
+RETRY_AFTER_HEADER = {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}
+# What any operation taking `CurrentKey` may answer; routers that authenticate attach it to every route.
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "description": "Missing, unknown or revoked API key",
+        "model": ErrorMessage,
+        "headers": {
+            "WWW-Authenticate": {"description": 'APIKey header="X-API-Key"', "schema": {"type": "string"}}
+        },
+    },
+    429: {
+        "description": "Over `RATE_LIMIT` for this key, or over `AUTH_FAILURES_PER_MINUTE` failed "
+        "authentications from this address",
+        "model": ErrorMessage,
+        "headers": {"Retry-After": RETRY_AFTER_HEADER},
+    },
+}
+
 
 async def get_job_service(state: StateDep) -> JobService:
     """Job use cases on the shared pool and queue."""
@@ -99,6 +118,8 @@ async def idempotency_request(
             alias="Idempotency-Key",
             description="Makes retries safe: the same key and body replay the first response "
             "(1-255 printable ASCII, bare or as a quoted string).",
+            # Documented, not enforced here: a malformed key is a 400 from the parser, not a 422.
+            json_schema_extra={"pattern": HEADER_PATTERN, "maxLength": HEADER_MAX_LENGTH},
         ),
     ] = None,
 ) -> IdempotencyKey | None:

@@ -11,6 +11,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
@@ -34,6 +35,12 @@ STATUS_BY_ERROR: dict[type[errors.PlatformError], int] = {
     errors.AuthThrottled: 429,
 }
 RETRY_AFTER_S = "1"
+
+
+class ErrorMessage(BaseModel):
+    """The body of an error response other than a validation error."""
+
+    detail: str
 
 
 async def platform_error(_: Request, exc: Exception) -> JSONResponse:

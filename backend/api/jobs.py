@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from backend.api.deps import CurrentKey, IdempotencyDep, JobServiceDep, OwnedJobDep
+from backend.api.deps import AUTH_RESPONSES, CurrentKey, IdempotencyDep, JobServiceDep, OwnedJobDep
 from backend.api.json_body import JsonBodyRoute
 from backend.domain.datetimes import Timestamp
 from backend.domain.enums import JobStatus
@@ -16,7 +16,7 @@ from backend.domain.job_types import JobType
 from backend.domain.jobs import JobCreate, JobList, JobPublic, JobResultView, JobStatusView
 from backend.repo.jobs import JobFilters
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JsonBodyRoute)
+router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JsonBodyRoute, responses=AUTH_RESPONSES)
 
 EVENTS_POLL_S = 0.25
 
