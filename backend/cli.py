@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from backend.core.config import Settings, get_settings
 from backend.core.logging import configure_logging
@@ -47,9 +48,14 @@ def migrate(database_url: str | None = None) -> None:
 
 
 def run_api(settings: Settings, workers: int) -> None:
-    """Serve the API with uvicorn."""
+    """Serve the API with uvicorn, request heads bounded in size and time, connections in number."""
     import uvicorn
 
+    from backend.api.protocol import BoundedHttpToolsProtocol, HeadLimits
+
+    limits = HeadLimits(settings.http_max_header_bytes, settings.http_header_timeout_seconds)
+    # A partial, not a class built here: uvicorn pickles its config for `--workers N`.
+    protocol = functools.partial(BoundedHttpToolsProtocol, limits=limits)
     uvicorn.run(
         "backend.main:create_app",
         factory=True,
@@ -58,6 +64,9 @@ def run_api(settings: Settings, workers: int) -> None:
         workers=workers,
         log_level=settings.log_level.lower(),
         access_log=False,
+        http=cast("type[asyncio.Protocol]", protocol),
+        # uvicorn counts the connection that is asking too: N connections are served, the next gets 503.
+        limit_concurrency=settings.http_max_connections + 1,
     )
 
 

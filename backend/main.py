@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from backend.adapters.ratelimit import RateLimit, RateLimiter
+from backend.adapters.ratelimit import FailureThrottle, RateLimit, RateLimiter
 from backend.api import downloads, health, jobs
 from backend.api.docs import install_docs
 from backend.api.errors import install_error_handlers
@@ -38,9 +38,14 @@ async def build_state(res: Resources) -> AppState:
     if settings.rate_limit:
         limit = RateLimit.parse(settings.rate_limit)
         limiter = RateLimiter(res.queue.redis, limit, f"{settings.queue_name}:ratelimit")
+    failures = None
+    if settings.auth_failures_per_minute:
+        per_minute = RateLimit(settings.auth_failures_per_minute, 60)
+        failures = FailureThrottle(res.queue.redis, per_minute, f"{settings.queue_name}:authfail")
     watcher = JobWatcher(JobRepository(res.pool), EVENTS_POLL_S, settings.sse_max_streams_per_key)
     quotas = QuotaGuard(JobRepository(res.pool), settings)
-    return AppState(res, Authenticator(res.pool, settings.auth_cache_seconds), watcher, quotas, limiter)
+    authenticator = Authenticator(res.pool, settings.auth_cache_seconds, failures)
+    return AppState(res, authenticator, watcher, quotas, limiter)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

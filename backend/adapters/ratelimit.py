@@ -1,7 +1,9 @@
-"""Per-API-key rate limit: a fixed window counted in Redis, shared by every API process.
+"""Rate limits counted in Redis in fixed windows, shared by every API process.
 
-`RATE_LIMIT` is `N/second`, `N/minute` or `N/hour`; unset means no limit (and no Redis round trip).
-If Redis is unreachable the limit fails open: submissions must not stop because the counter did.
+`RateLimiter`: per API key; `RATE_LIMIT` is `N/second`, `N/minute` or `N/hour`; unset means no limit (and
+no Redis round trip). `FailureThrottle`: failed authentications per client address
+(`AUTH_FAILURES_PER_MINUTE`). If Redis is unreachable both fail open: requests must not stop because the
+counter did.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ WINDOWS = {"second": 1, "minute": 60, "hour": 3600}
 HIT_LUA = """
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return {n, redis.call('PTTL', KEYS[1])}
+"""
+# Read the window's counter without counting. Returns the count and the ms left.
+PEEK_LUA = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
 return {n, redis.call('PTTL', KEYS[1])}
 """
 
@@ -63,3 +70,34 @@ class RateLimiter:
         if int(count) <= self.limit.limit:
             return None
         return max(1, math.ceil(int(ttl_ms) / 1000))
+
+
+class FailureThrottle:
+    """Counts failures per client in Redis; a client with `limit` failures in a window waits for the next."""
+
+    def __init__(self, redis: Redis, limit: RateLimit, prefix: str) -> None:
+        self.limit = limit
+        self.prefix = prefix
+        self._hit = redis.register_script(HIT_LUA)
+        self._peek = redis.register_script(PEEK_LUA)
+
+    def _key(self, client: str) -> str:
+        return f"{self.prefix}:{client}:{int(time.time()) // self.limit.window_s}"
+
+    async def retry_after(self, client: str) -> int | None:
+        """None while `client` may still try; else seconds until its window resets. Counts nothing."""
+        try:
+            count, ttl_ms = await self._peek(keys=[self._key(client)])
+        except Exception as exc:  # fail open, as RateLimiter does
+            log.warning("auth failure throttle unavailable", extra={"error": type(exc).__name__})
+            return None
+        if int(count) < self.limit.limit:
+            return None
+        return max(1, math.ceil(int(ttl_ms) / 1000))
+
+    async def record(self, client: str) -> None:
+        """Count one failure of `client`."""
+        try:
+            await self._hit(keys=[self._key(client)], args=[self.limit.window_s * 1000])
+        except Exception as exc:
+            log.warning("auth failure throttle unavailable", extra={"error": type(exc).__name__})

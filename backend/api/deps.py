@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 
 from backend.adapters.storage import Storage
-from backend.api.idempotency import parse_idempotency_header
+from backend.api.errors import ErrorMessage
+from backend.api.idempotency import HEADER_MAX_LENGTH, HEADER_PATTERN, parse_idempotency_header
 from backend.api.state import AppState
 from backend.core.config import Settings
 from backend.domain.errors import IdempotencyKeyMissing
 from backend.domain.records import JobRecord
 from backend.services.auth import Principal
-from backend.services.idempotency import IdempotencyRequest, fingerprint
+from backend.services.idempotency import IdempotencyKey
 from backend.services.jobs import JobService
 
 api_key_header = APIKeyHeader(
@@ -41,9 +41,12 @@ async def get_settings(state: StateDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def current_key(state: StateDep, raw: Annotated[str | None, Security(api_key_header)]) -> Principal:
-    """The authenticated API key, or 401; 429 with Retry-After past RATE_LIMIT."""
-    principal = await state.authenticator.authenticate(raw) if raw else None
+async def current_key(
+    request: Request, state: StateDep, raw: Annotated[str | None, Security(api_key_header)]
+) -> Principal:
+    """The authenticated API key, or 401; 429 with Retry-After past RATE_LIMIT or AUTH_FAILURES_PER_MINUTE."""
+    client = request.client.host if request.client else None
+    principal = await state.authenticator.authenticate(raw, client) if raw else None
     if principal is None:
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
@@ -62,6 +65,24 @@ async def current_key(state: StateDep, raw: Annotated[str | None, Security(api_k
 
 
 CurrentKey = Annotated[Principal, Depends(current_key)]
+
+RETRY_AFTER_HEADER = {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}
+# What any operation taking `CurrentKey` may answer; routers that authenticate attach it to every route.
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "description": "Missing, unknown or revoked API key",
+        "model": ErrorMessage,
+        "headers": {
+            "WWW-Authenticate": {"description": 'APIKey header="X-API-Key"', "schema": {"type": "string"}}
+        },
+    },
+    429: {
+        "description": "Over `RATE_LIMIT` for this key, or over `AUTH_FAILURES_PER_MINUTE` failed "
+        "authentications from this address",
+        "model": ErrorMessage,
+        "headers": {"Retry-After": RETRY_AFTER_HEADER},
+    },
+}
 
 
 async def get_job_service(state: StateDep) -> JobService:
@@ -97,20 +118,18 @@ async def idempotency_request(
             alias="Idempotency-Key",
             description="Makes retries safe: the same key and body replay the first response "
             "(1-255 printable ASCII, bare or as a quoted string).",
+            # Documented, not enforced here: a malformed key is a 400 from the parser, not a 422.
+            json_schema_extra={"pattern": HEADER_PATTERN, "maxLength": HEADER_MAX_LENGTH},
         ),
     ] = None,
-) -> IdempotencyRequest | None:
-    """The request's idempotency identity, if it carries a key."""
+) -> IdempotencyKey | None:
+    """The request's Idempotency-Key, if it carries one (the service fingerprints the validated body)."""
     if idempotency_key is None:
         if settings.idempotency_required:
             raise IdempotencyKeyMissing()
         return None
     key = parse_idempotency_header(request.headers.getlist("Idempotency-Key"))
-    try:
-        body = json.loads(await request.body() or b"null")
-    except ValueError:
-        body = None  # FastAPI answers 422 for the body itself; nothing is stored then
-    return IdempotencyRequest(key, fingerprint(request.method, request.url.path, body))
+    return IdempotencyKey(key, request.method, request.url.path)
 
 
-IdempotencyDep = Annotated[IdempotencyRequest | None, Depends(idempotency_request)]
+IdempotencyDep = Annotated[IdempotencyKey | None, Depends(idempotency_request)]

@@ -9,14 +9,14 @@ from urllib.parse import quote
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
 
-from backend.api.deps import OwnedJobDep, StorageDep
+from backend.api.deps import AUTH_RESPONSES, OwnedJobDep, StorageDep
 from backend.api.ranges import RangeNotSatisfiable, none_match, parse_range, strong_etag
 from backend.domain.enums import JobStatus
 from backend.domain.errors import ResultGone, ResultNotReady
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=AUTH_RESPONSES)
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The file", "content": {"text/csv": {}}},

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from backend.domain import errors
 from backend.domain.job_types import JOB_TYPES
@@ -28,9 +35,16 @@ STATUS_BY_ERROR: dict[type[errors.PlatformError], int] = {
     errors.IdempotencyKeyMissing: 400,
     errors.IdempotencyKeyReused: 422,
     errors.IdempotencyKeyInFlight: 409,
+    errors.AuthThrottled: 429,
 }
 RETRY_AFTER_S = "1"
 RETRY_LATER = (errors.IdempotencyKeyInFlight, errors.JobStateChanging, errors.TooManyStreams)
+
+
+class ErrorMessage(BaseModel):
+    """The body of an error response other than a validation error."""
+
+    detail: str
 
 
 async def platform_error(_: Request, exc: Exception) -> JSONResponse:
@@ -42,7 +56,7 @@ async def platform_error(_: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, errors.FieldError):
         body = {"detail": [{"type": exc.code, "loc": list(exc.loc), "msg": str(exc)}]}
     headers = {"Retry-After": RETRY_AFTER_S} if isinstance(exc, RETRY_LATER) else None
-    if isinstance(exc, errors.QuotaExceeded):
+    if isinstance(exc, errors.RetryLater):
         headers = {"Retry-After": str(exc.retry_after_s)}
     return JSONResponse(body, status_code=code, headers=headers)
 
@@ -71,6 +85,25 @@ async def validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": jsonable_encoder(details)}, status_code=422)
 
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
+    """Every method some route serves at this request's path (Starlette's 405 names one route's only)."""
+    return [
+        m for m in HTTP_METHODS if any(r.matches({**scope, "method": m})[0] is Match.FULL for r in routes)
+    ]
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's own answer to an HTTPException, with a 405's `Allow` naming all the path's methods."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        allow = ", ".join(allowed_methods(request.app.router.routes, request.scope))
+        exc = StarletteHTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": allow})
+    return await http_exception_handler(request, exc)
+
+
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     """Log the stack, answer a bare 500 (no internals leak to clients)."""
     log.exception("unhandled error", extra={"path": request.url.path})
@@ -81,4 +114,5 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register every handler on the app."""
     app.add_exception_handler(errors.PlatformError, platform_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected_error)

@@ -7,6 +7,10 @@ from collections.abc import Sequence
 from backend.domain.errors import IdempotencyKeyInvalid
 
 MAX_KEY_LENGTH = 255
+# The header values `parse_idempotency_key` accepts, for the OpenAPI schema: bare (printable ASCII, not
+# opening with a quote) or an sf-string (`"` ... `"` with `\"` and `\\` escapes), 1-255 characters of key.
+HEADER_PATTERN = r'^(?:[!#-~](?:[ -~]{0,253}[!-~])?|"(?:[ !#-\[\]-~]|\\["\\]){1,255}")$'
+HEADER_MAX_LENGTH = 2 * MAX_KEY_LENGTH + 2
 
 
 def _printable(text: str) -> bool:

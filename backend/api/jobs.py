@@ -7,16 +7,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import AwareDatetime
 
-from backend.api.deps import CurrentKey, IdempotencyDep, JobServiceDep, OwnedJobDep, StateDep
+from backend.api.deps import AUTH_RESPONSES, CurrentKey, IdempotencyDep, JobServiceDep, OwnedJobDep, StateDep
+from backend.api.json_body import JsonBodyRoute
+from backend.domain.datetimes import Timestamp
 from backend.domain.enums import JobStatus
 from backend.domain.job_types import JobType
 from backend.domain.jobs import JobCreate, JobList, JobPublic, JobResultView, JobStatusView
 from backend.repo.jobs import JobFilters
 from backend.services.watch import event_id, job_updates
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JsonBodyRoute, responses=AUTH_RESPONSES)
 
 SSE_RETRY_MS = 1000  # how soon a client reconnects after a stream's lifetime is over
 
@@ -58,8 +59,8 @@ async def list_jobs(
     service: JobServiceDep,
     status: Annotated[list[JobStatus] | None, Query()] = None,
     type: Annotated[list[JobType] | None, Query()] = None,
-    created_after: AwareDatetime | None = None,
-    created_before: AwareDatetime | None = None,
+    created_after: Timestamp | None = None,
+    created_before: Timestamp | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: str | None = None,
 ) -> JobList:

@@ -6,6 +6,10 @@ import re
 from dataclasses import dataclass
 
 _BYTE_RANGE = re.compile(r"bytes[ \t]*=[ \t]*([0-9]*)-([0-9]*)", re.IGNORECASE | re.ASCII)
+# int() refuses numbers of more than ~4,300 digits, and no file needs more than 19: a longer position
+# stands for "past the end of any file".
+MAX_DIGITS = 19
+BEYOND_ANY_FILE = 10**MAX_DIGITS
 
 
 class RangeNotSatisfiable(Exception):
@@ -38,6 +42,12 @@ def none_match(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or any(t.removeprefix("W/") == etag for t in tags)
 
 
+def _position(digits: str) -> int:
+    """A byte position from RFC digits, saturated at BEYOND_ANY_FILE."""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= MAX_DIGITS else BEYOND_ANY_FILE
+
+
 def parse_range(header: str | None, size: int) -> ByteRange | None:
     """The single byte range asked for; None means "send the whole file".
 
@@ -52,15 +62,15 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
         return None
     first, last = match.group(1), match.group(2)
     if first:
-        start = int(first)
-        if last and int(last) < start:
+        start = _position(first)
+        if last and _position(last) < start:
             return None  # invalid, so ignored
         if start >= size:
             raise RangeNotSatisfiable()
-        return ByteRange(start, min(int(last), size - 1) if last else size - 1)
+        return ByteRange(start, min(_position(last), size - 1) if last else size - 1)
     if not last:
         return None  # "bytes=-" is not a range
-    suffix = int(last)
+    suffix = _position(last)
     if suffix == 0 or size == 0:
         raise RangeNotSatisfiable()
     return ByteRange(max(size - suffix, 0), size - 1)

@@ -40,8 +40,20 @@ class Settings(BaseSettings):
     idempotency_required: bool = False
     auth_cache_seconds: float = Field(default=10, ge=0)
     rate_limit: str | None = Field(default=None, description="Per API key, e.g. 100/minute; unset: none.")
+    auth_failures_per_minute: int = Field(
+        default=30, ge=0, description="Failed authentications per client address per minute; 0: no limit."
+    )
     db_pool_size: int = Field(
         default=20, ge=1, description="PostgreSQL connections kept open per API process."
+    )
+    http_max_header_bytes: int = Field(
+        default=32_768, ge=1024, description="Largest request head (request line + headers); past it 431."
+    )
+    http_header_timeout_seconds: float = Field(
+        default=10, gt=0, description="Time a request head may take to arrive; past it 408 and close."
+    )
+    http_max_connections: int = Field(
+        default=1000, ge=1, description="Connections one API process serves at once; beyond them 503."
     )
 
     # Per API key limits, so that no key can take everything (0 = no limit).

@@ -10,6 +10,14 @@ class PlatformError(Exception):
         super().__init__(message or (self.__doc__ or "").strip())
 
 
+class RetryLater(PlatformError):
+    """Not now; retry after `retry_after_s` seconds"""
+
+    def __init__(self, message: str | None, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class JobNotFound(PlatformError):
     """Job not found"""
 
@@ -26,12 +34,8 @@ class TooManyStreams(PlatformError):
     """Too many open event streams for this API key; close one or retry later"""
 
 
-class QuotaExceeded(PlatformError):
+class QuotaExceeded(RetryLater):
     """A per-key limit is reached; retry later"""
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 class FieldError(PlatformError):
@@ -65,6 +69,13 @@ class IdempotencyKeyInFlight(PlatformError):
 
 class IdempotencyKeyReused(PlatformError):
     """Idempotency-Key was already used with a different request (method, path or body)"""
+
+
+class AuthThrottled(RetryLater):
+    """Too many failed authentications from this address; retry later"""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(None, retry_after_s)
 
 
 class JobFailure(PlatformError):

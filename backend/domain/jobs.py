@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -17,8 +17,10 @@ from pydantic import (
     field_validator,
 )
 
+from backend.domain.datetimes import Timestamp
 from backend.domain.enums import JobStatus
 from backend.domain.job_types import JOB_TYPES, JobType, JobTypeSpec
+from backend.domain.numbers import json_number
 from backend.domain.payloads import Payload
 from backend.domain.records import JobRecord, StoredFile
 
@@ -33,9 +35,16 @@ class JobCreateBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=200, description="Optional label for people.")
-    max_attempts: int | None = Field(default=None, ge=1, le=20, description="Attempts before `failed`.")
-    scheduled_at: AwareDatetime | None = Field(default=None, description="Do not start before this time.")
+    name: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Optional label for people.",
+        json_schema_extra={"pattern": "^[^\\u0000]*$"},  # the NUL check below, stated in the schema
+    )
+    max_attempts: Annotated[int, Field(ge=1, le=20), BeforeValidator(json_number)] | None = Field(
+        default=None, description="Attempts before `failed`."
+    )
+    scheduled_at: Timestamp | None = Field(default=None, description="Do not start before this time.")
 
     @field_validator("name")
     @classmethod

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from backend.domain.datetimes import Timestamp
 from backend.domain.enums import JobStatus
+from backend.domain.numbers import JsonFloat, JsonInt, JsonNumber
 
 if TYPE_CHECKING:
     from backend.domain.job_types import JobType
@@ -27,8 +29,8 @@ class Payload(BaseModel):
 class CsvReportPayload(Payload):
     """A CSV of synthetic orders, deterministic for a given seed."""
 
-    rows: int = Field(ge=1, le=MAX_CSV_ROWS, description="Number of data rows (header excluded).")
-    seed: int = Field(default=0, description="Same seed, same file, byte for byte.")
+    rows: JsonInt = Field(ge=1, le=MAX_CSV_ROWS, description="Number of data rows (header excluded).")
+    seed: JsonInt = Field(default=0, description="Same seed, same file, byte for byte.")
 
 
 class JobsExportPayload(Payload):
@@ -37,17 +39,14 @@ class JobsExportPayload(Payload):
     status: list[JobStatus] | None = Field(default=None, max_length=len(JobStatus))
     # Completed by `job_types` once every type is declared (the export can filter by any type).
     type: list[JobType] | None = Field(default=None, max_length=100)
-    created_after: AwareDatetime | None = None
-    created_before: AwareDatetime | None = None
-
-
-Number = Annotated[float, Field(allow_inf_nan=False)] | int
+    created_after: Timestamp | None = None
+    created_before: Timestamp | None = None
 
 
 class NumbersPayload(Payload):
     """A list of numbers for the arithmetic job types."""
 
-    data: list[Number] = Field(max_length=MAX_NUMBERS)
+    data: list[JsonNumber] = Field(max_length=MAX_NUMBERS)
 
     @field_validator("data", mode="before")
     @classmethod
@@ -63,5 +62,7 @@ class NumbersPayload(Payload):
 class SleepPayload(Payload):
     """A diagnostic job: sleep, optionally failing the first attempts."""
 
-    seconds: float = Field(ge=0, le=3600)
-    fail_first: int = Field(default=0, ge=0, le=20, description="Fail this many attempts before succeeding.")
+    seconds: JsonFloat = Field(ge=0, le=3600)
+    fail_first: JsonInt = Field(
+        default=0, ge=0, le=20, description="Fail this many attempts before succeeding."
+    )

@@ -8,7 +8,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from backend.adapters.ratelimit import FailureThrottle
 from backend.db.pool import Executor
+from backend.domain.errors import AuthThrottled
 from backend.repo.api_keys import ApiKeyRepository
 
 KEY_PREFIX = "jp_"
@@ -33,23 +35,35 @@ class Principal:
 
 
 class Authenticator:
-    """Looks keys up by hash, caching hits briefly so every request does not pay a query."""
+    """Looks keys up by hash, caching hits briefly so every request does not pay a query.
 
-    def __init__(self, db: Executor, cache_seconds: float) -> None:
+    With a `FailureThrottle`, a client address that failed too often gets AuthThrottled before any lookup
+    (keys already in the cache still pass: they cost no query).
+    """
+
+    def __init__(self, db: Executor, cache_seconds: float, failures: FailureThrottle | None = None) -> None:
         self._keys = ApiKeyRepository(db)
         self._ttl = cache_seconds
         self._cache: dict[str, tuple[float, Principal]] = {}
+        self._failures = failures
 
-    async def authenticate(self, raw: str) -> Principal | None:
-        """The principal for this key, or None if unknown or revoked."""
+    async def authenticate(self, raw: str, client: str | None = None) -> Principal | None:
+        """The key's principal, or None if unknown or revoked; AuthThrottled once `client` failed often."""
         digest = hash_key(raw)
         hit = self._cache.get(digest)
         now = time.monotonic()
         if hit is not None and hit[0] > now:
             return hit[1]
+        throttle = self._failures
+        if throttle is not None and client:
+            wait_s = await throttle.retry_after(client)
+            if wait_s is not None:
+                raise AuthThrottled(wait_s)
         row = await self._keys.active_by_hash(digest)
         if row is None:
             self._cache.pop(digest, None)
+            if throttle is not None and client:
+                await throttle.record(client)
             return None
         principal = Principal(row.id, row.name)
         if self._ttl > 0:

@@ -1,4 +1,9 @@
-"""Idempotency-Key rules: the request fingerprint (the header itself is parsed in `backend/api`)."""
+"""Idempotency-Key rules: the request fingerprint (the header itself is parsed in `backend/api`).
+
+The fingerprint covers the validated body, not the raw JSON: equal requests (key order, whitespace,
+defaults spelled out or not) match, and a body that does not validate is a 422 before any fingerprint,
+so its text (lone surrogates, deep nesting) never reaches the hashing.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel
 
 
 def canonical_json(body: Any) -> str:
@@ -25,3 +32,16 @@ class IdempotencyRequest:
 
     key: str
     fingerprint: str
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """An Idempotency-Key with the method and path it came with; the body joins once it is validated."""
+
+    key: str
+    method: str
+    path: str
+
+    def request(self, body: BaseModel) -> IdempotencyRequest:
+        """This request's identity: the key, and a fingerprint over the validated body."""
+        return IdempotencyRequest(self.key, fingerprint(self.method, self.path, body.model_dump(mode="json")))

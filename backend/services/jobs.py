@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from backend.core.ids import uuid7
+from backend.domain.datetimes import in_utc_range
 from backend.domain.errors import (
     FieldError,
     IdempotencyKeyInFlight,
@@ -23,7 +24,7 @@ from backend.domain.records import JobRecord
 from backend.repo.idempotency import IdempotencyRepository, StoredResponse
 from backend.repo.jobs import JobFilters, JobRepository
 from backend.resources import Resources
-from backend.services.idempotency import IdempotencyRequest
+from backend.services.idempotency import IdempotencyKey, IdempotencyRequest
 from backend.services.quotas import QuotaGuard
 
 TRANSITION_TRIES = 5  # a job moving under a client's request is rare; this only bounds a pathological race
@@ -49,7 +50,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     """Inverse of `encode_cursor`; ValueError if it was tampered with."""
     padded = cursor + "=" * (-len(cursor) % 4)
     created, _, job_id = base64.urlsafe_b64decode(padded.encode()).decode().partition("|")
-    return datetime.fromisoformat(created), uuid.UUID(job_id)
+    return in_utc_range(datetime.fromisoformat(created)), uuid.UUID(job_id)
 
 
 class _KeyTaken(Exception):
@@ -67,7 +68,7 @@ class JobService:
         self.jobs = JobRepository(resources.pool)
 
     async def submit(
-        self, owner_id: uuid.UUID, body: JobSubmission, idem: IdempotencyRequest | None
+        self, owner_id: uuid.UUID, body: JobSubmission, idem: IdempotencyKey | None
     ) -> Submitted:
         """Store the job (and its idempotency record, in the same transaction), then enqueue it."""
         self._allowed(body)
@@ -76,7 +77,7 @@ class JobService:
         if idem is None:
             job = await self.jobs.insert(values)  # one statement, committed on its own
         else:
-            outcome = await self._submit_with_key(owner_id, values, idem)
+            outcome = await self._submit_with_key(owner_id, values, idem.request(body))
             if isinstance(outcome, Submitted):
                 return outcome
             job = outcome

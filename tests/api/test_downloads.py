@@ -112,6 +112,14 @@ async def test_unsatisfiable_range_is_416(finished: Finished, spec: str) -> None
     assert response.headers["content-range"] == f"bytes */{finished.size}"
 
 
+async def test_ranges_with_thousands_of_digits_are_not_errors(finished: Finished) -> None:
+    huge = "9" * 5000  # int() refuses more than ~4,300 digits
+    past_the_end = await finished.client.get(finished.url, headers={"Range": f"bytes={huge}-"})
+    assert past_the_end.status_code == 416
+    clamped = await finished.client.get(finished.url, headers={"Range": f"bytes=0-{huge}"})
+    assert clamped.status_code == 206 and clamped.content == finished.body
+
+
 @pytest.mark.parametrize("spec", ["bytes=0-1,5-6", "bytes=9-3", "lines=1-2", "bytes=x-"])
 async def test_unusable_range_gets_the_whole_file(finished: Finished, spec: str) -> None:
     response = await finished.client.get(finished.url, headers={"Range": spec})

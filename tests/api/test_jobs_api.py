@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 
 import httpx
@@ -34,6 +35,39 @@ async def test_missing_or_wrong_key_is_401_with_challenge(stack: Stack) -> None:
     r = await stack.app_client.post("/jobs", json={"type": "sleep", "payload": {"seconds": 0}})
     assert r.status_code == 401
     assert r.json() == {"detail": "Missing or invalid API key"}
+
+
+async def test_openapi_documents_401_and_429_on_every_authenticated_operation(stack: Stack) -> None:
+    assert stack.app_client is not None
+    paths = (await stack.app_client.get("/openapi.json")).json()["paths"]
+    operations = [(f"{m.upper()} {p}", op) for p, ops in paths.items() for m, op in ops.items()]
+    secured = [(name, op) for name, op in operations if op.get("security")]
+    assert {name for name, _ in secured} >= {"POST /jobs", "GET /jobs", "GET /jobs/{job_id}/download"}
+    for name, op in secured:
+        assert {"401", "429"} <= set(op["responses"]), name
+        assert "WWW-Authenticate" in op["responses"]["401"]["headers"], name
+        assert "Retry-After" in op["responses"]["429"]["headers"], name
+    for name, op in operations:
+        if not op.get("security"):
+            assert "401" not in op["responses"], name
+    idempotency = next(p for p in paths["/jobs"]["post"]["parameters"] if p["name"] == "Idempotency-Key")
+    assert idempotency["schema"]["maxLength"] == 512
+    assert re.fullmatch(idempotency["schema"]["pattern"], '"order \\"42\\""')
+    assert not re.fullmatch(idempotency["schema"]["pattern"], '"unterminated')
+
+
+async def test_405_names_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    for method, path, allow in [
+        ("OPTIONS", "/jobs", "GET, POST"),
+        ("DELETE", "/jobs", "GET, POST"),
+        ("OPTIONS", f"/jobs/{uuid.uuid4()}/download", "GET, HEAD"),
+        ("POST", f"/jobs/{uuid.uuid4()}", "GET"),
+        ("PUT", "/health", "GET"),
+    ]:
+        response = await client.request(method, path)
+        assert response.status_code == 405, (method, path)
+        assert response.headers["allow"] == allow, (method, path)
+        assert response.json() == {"detail": "Method Not Allowed"}
 
 
 async def test_public_endpoints_need_no_key(stack: Stack) -> None:

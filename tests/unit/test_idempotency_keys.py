@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from backend.api.idempotency import MAX_KEY_LENGTH, parse_idempotency_header, parse_idempotency_key
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from backend.api.idempotency import (
+    HEADER_MAX_LENGTH,
+    HEADER_PATTERN,
+    MAX_KEY_LENGTH,
+    parse_idempotency_header,
+    parse_idempotency_key,
+)
 from backend.domain.errors import IdempotencyKeyInvalid
 from backend.services.idempotency import canonical_json, fingerprint
 
@@ -95,3 +105,20 @@ def test_fingerprint_covers_method_path_and_body() -> None:
     assert fingerprint("POST", "/jobs/x", body) != base
     assert fingerprint("POST", "/jobs", {**body, "name": "n"}) != base
     assert fingerprint("POST", "/jobs", None) != base
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(HEADER_PATTERN, fullmatch=True))
+def test_every_value_the_documented_pattern_allows_is_a_key(header: str) -> None:
+    assert len(header) <= HEADER_MAX_LENGTH
+    assert 1 <= len(parse_idempotency_key(header)) <= MAX_KEY_LENGTH
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=260))
+def test_every_key_the_parser_accepts_fits_the_documented_pattern(header: str) -> None:
+    try:
+        parse_idempotency_key(header)
+    except IdempotencyKeyInvalid:
+        return
+    assert re.fullmatch(HEADER_PATTERN, header.strip())

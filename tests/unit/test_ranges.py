@@ -56,6 +56,28 @@ def test_unsatisfiable_ranges(header: str, size: int) -> None:
         parse_range(header, size)
 
 
+HUGE = "9" * 5000  # int() refuses more than ~4,300 digits
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (f"bytes=0-{HUGE}", ByteRange(0, 999)),  # clamped like any last byte past the end
+        (f"bytes=-{HUGE}", ByteRange(0, 999)),  # a suffix longer than the file
+        (f"bytes={'0' * 5000}5-{'0' * 5000}9", ByteRange(5, 9)),  # leading zeros are just zeros
+        (f"bytes={HUGE}-5", None),  # last before first: ignored
+    ],
+)
+def test_positions_with_thousands_of_digits(header: str, expected: ByteRange | None) -> None:
+    assert parse_range(header, SIZE) == expected
+
+
+@pytest.mark.parametrize("header", [f"bytes={HUGE}-", f"bytes={HUGE}-{HUGE}"])
+def test_a_start_with_thousands_of_digits_is_past_the_end(header: str) -> None:
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range(header, SIZE)
+
+
 def test_byte_range_length() -> None:
     assert ByteRange(10, 19).length == 10
 
