@@ -38,6 +38,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         help="after measuring, py-spy the workloads of missed targets (default: on, off with --tiny)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a platform setting for every API and worker process, e.g. --set MAX_RUNNING_JOBS_PER_KEY=0",
+    )
     parser.add_argument("--only", default="", help="comma-separated scenario numbers, e.g. 3,5")
     parser.add_argument("--work-dir", type=Path, default=HERE / ".work", help="servers' data and logs")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
@@ -62,7 +69,9 @@ async def run(args: argparse.Namespace, report: Report) -> None:
     started = time.monotonic()
     try:
         await servers.start()
-        platform = Platform(servers, procs, run_dir / "results")
+        platform = Platform(
+            servers, procs, run_dir / "results", settings=dict(s.split("=", 1) for s in args.set)
+        )
         await platform.start_api()
         db = await pg_connect(servers)
         ctx = Context(sizes, report, servers, procs, platform, db, run_dir, started=started)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from backend.domain.datetimes import Timestamp
 from backend.domain.enums import JobStatus
-from backend.domain.numbers import JsonFloat, JsonInt, JsonNumber
+from backend.domain.numbers import JsonFloat, JsonInt, json_number
 
 if TYPE_CHECKING:
     from backend.domain.job_types import JobType
@@ -43,20 +43,28 @@ class JobsExportPayload(Payload):
     created_before: Timestamp | None = None
 
 
+BOUND = Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)
+
+
+def _within_bound(value: Any) -> Any:
+    """Checked on the value as sent: past the bound, an integer must not round into it as a float."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > MAX_MAGNITUDE:
+        raise ValueError("numbers must be between -1e18 and 1e18")
+    return value
+
+
+# A finite float or an exact integer within ±1e18 (the arithmetic job types keep integers exact).
+BoundedNumber = Annotated[
+    Annotated[float, Field(allow_inf_nan=False), BOUND] | Annotated[int, BOUND],
+    BeforeValidator(_within_bound),
+    BeforeValidator(json_number),
+]
+
+
 class NumbersPayload(Payload):
     """A list of numbers for the arithmetic job types."""
 
-    data: list[JsonNumber] = Field(max_length=MAX_NUMBERS)
-
-    @field_validator("data", mode="before")
-    @classmethod
-    def _bounded(cls, value: Any) -> Any:
-        """Numbers beyond ±10^18 are refused (checked before parsing: no giant integer is converted)."""
-        if isinstance(value, list) and any(
-            isinstance(x, int | float) and not isinstance(x, bool) and abs(x) > MAX_MAGNITUDE for x in value
-        ):
-            raise ValueError("numbers must be between -1e18 and 1e18")
-        return value
+    data: list[BoundedNumber] = Field(max_length=MAX_NUMBERS)
 
 
 class SleepPayload(Payload):

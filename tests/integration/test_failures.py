@@ -35,7 +35,7 @@ async def test_numbers_beyond_the_cap_are_refused_at_the_door(client: httpx.Asyn
     for number in (10**1500, -(10**19), 1e200):
         r = await client.post("/jobs", json={"type": "cube_sum", "payload": {"data": [1, number]}})
         assert r.status_code == 422, number
-        assert r.json()["detail"][0]["loc"][-1] == "data"
+        assert "data" in r.json()["detail"][0]["loc"]
 
 
 async def test_an_unexpected_error_never_reaches_the_client(stack: Stack, client: httpx.AsyncClient) -> None:
