@@ -38,6 +38,7 @@ class QuotaGuard:
         self.max_waiting = settings.max_waiting_jobs_per_key
         self.max_bytes = settings.max_result_bytes_per_key
         self._usage: dict[uuid.UUID, Usage] = {}
+        self._refreshing: set[uuid.UUID] = set()
 
     async def check(self, owner_id: uuid.UUID, jobs: int = 1) -> None:
         """Raise QuotaExceeded if `jobs` more waiting jobs would pass a limit."""
@@ -63,11 +64,18 @@ class QuotaGuard:
             usage.waiting += jobs
 
     async def _current(self, owner_id: uuid.UUID) -> Usage:
+        """The key's usage; one refresh at a time per key (concurrent requests use the last reading)."""
         now = time.monotonic()
         usage = self._usage.get(owner_id)
-        if usage is None or now - usage.read_at > USAGE_TTL_S:
+        fresh = usage is not None and now - usage.read_at <= USAGE_TTL_S
+        if usage is not None and (fresh or owner_id in self._refreshing):
+            return usage
+        self._refreshing.add(owner_id)
+        try:
             waiting, result_bytes = await self.jobs.usage(owner_id, self.max_waiting + 1)
-            if len(self._usage) >= MAX_CACHED_KEYS:
-                self._usage.clear()
-            usage = self._usage[owner_id] = Usage(now, waiting, result_bytes)
+        finally:
+            self._refreshing.discard(owner_id)
+        if len(self._usage) >= MAX_CACHED_KEYS:
+            self._usage.clear()
+        usage = self._usage[owner_id] = Usage(time.monotonic(), waiting, result_bytes)
         return usage
