@@ -58,7 +58,9 @@ class Settings(BaseSettings):
 
     # Per API key limits, so that no key can take everything (0 = no limit).
     max_waiting_jobs_per_key: int = Field(default=10_000, ge=0, description="Pending or retrying jobs.")
-    max_running_jobs_per_key: int = Field(default=10, ge=0, description="Jobs running at once, fleet-wide.")
+    # Off by default, as PRODUCT.md has it (per-key max_running: unset = no cap); a capped key that saturates
+    # its cap pays for refused claims and promotions (measured in bench/RESULTS.md).
+    max_running_jobs_per_key: int = Field(default=0, ge=0, description="Jobs running at once, fleet-wide.")
     max_result_bytes_per_key: int = Field(default=10 * 2**30, ge=0, description="Result files kept.")
     enable_diagnostic_jobs: bool | None = Field(
         default=None, description="Allow the `sleep` type; unset: on except in production."
