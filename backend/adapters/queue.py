@@ -55,6 +55,9 @@ return 1
 """
 
 
+Delivery = tuple[uuid.UUID, int, datetime | None]  # job id, attempts so far, due time (None: now)
+
+
 def delivery_id(job_id: uuid.UUID, attempts: int) -> str:
     """The arq job id for the next run of a job: unique per attempt, so a retry never collides."""
     return f"{job_id}:{attempts}"
@@ -101,33 +104,51 @@ class Queue:
         The horizon bounds what Redis holds: a job scheduled for the year 9999 costs a row, not a key
         that lives for millennia.
         """
+        return await self.enqueue_many([(job_id, attempts, run_at)]) == 1
+
+    async def enqueue_many(self, deliveries: Sequence[Delivery]) -> int:
+        """Enqueue (job id, attempts, due time) deliveries in one round trip; returns how many were added."""
         now_ms = int(time.time() * 1000)
+        calls = [call for d in deliveries if (call := self._enqueue_call(*d, now_ms)) is not None]
+        if not calls:
+            return 0
+        try:
+            if len(calls) == 1:  # the hot path: one EVALSHA, no pipeline
+                added = [await self._enqueue_script(keys=calls[0][0], args=calls[0][1])]
+            else:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for keys, args in calls:
+                        await self._enqueue_script(keys=keys, args=args, client=pipe)
+                    added = await pipe.execute()
+        except Exception as exc:  # any Redis failure: the rows are safe, reconcile re-enqueues them
+            log.warning("enqueue failed", extra={"deliveries": len(calls), "error": type(exc).__name__})
+            return 0
+        return sum(1 for a in added if a)
+
+    def _enqueue_call(
+        self, job_id: uuid.UUID, attempts: int, run_at: datetime | None, now_ms: int
+    ) -> tuple[list[str], list[Any]] | None:
         score = score_ms(run_at, now_ms)
         if score - now_ms > self.horizon_ms:
-            return False
+            return None
         arq_id = delivery_id(job_id, attempts)
         message = serialize_job(RUN_JOB, (str(job_id),), {}, None, now_ms, serializer=dump_message)
-        expires_ms = score - now_ms + expires_extra_ms
-        try:
-            added = await self._enqueue_script(
-                keys=[job_key_prefix + arq_id, result_key_prefix + arq_id, self.name],
-                args=[message, expires_ms, score, arq_id],
-            )
-        except Exception as exc:  # any Redis failure: the row is safe, reconcile re-enqueues it
-            log.warning("enqueue failed", extra={"job_id": str(job_id), "error": type(exc).__name__})
-            return False
-        return bool(added)
+        keys = [job_key_prefix + arq_id, result_key_prefix + arq_id, self.name]
+        return keys, [message, score - now_ms + expires_extra_ms, score, arq_id]
 
-    async def discard(self, job_id: uuid.UUID, attempts: int) -> None:
-        """Drop a queued delivery that is no longer wanted (the job was cancelled before it ran)."""
-        arq_id = delivery_id(job_id, attempts)
+    async def discard(self, deliveries: Sequence[tuple[uuid.UUID, int]]) -> None:
+        """Drop queued deliveries (job id, attempts) that are no longer wanted (their jobs were cancelled)."""
+        if not deliveries:
+            return
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.zrem(self.name, arq_id)
-                pipe.delete(job_key_prefix + arq_id)
+                for job_id, attempts in deliveries:
+                    arq_id = delivery_id(job_id, attempts)
+                    pipe.zrem(self.name, arq_id)
+                    pipe.delete(job_key_prefix + arq_id)
                 await pipe.execute()
-        except Exception as exc:  # harmless if it stays: the claim refuses a cancelled job
-            log.warning("discard failed", extra={"job_id": str(job_id), "error": type(exc).__name__})
+        except Exception as exc:  # harmless if they stay: the claim refuses a cancelled job
+            log.warning("discard failed", extra={"deliveries": len(deliveries), "error": type(exc).__name__})
 
     async def held(self, deliveries: Sequence[tuple[uuid.UUID, int]]) -> list[bool]:
         """For each (job id, attempts): is that delivery queued or in progress in Redis?"""

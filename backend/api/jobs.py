@@ -13,7 +13,16 @@ from backend.api.json_body import JsonBodyRoute
 from backend.domain.datetimes import Timestamp
 from backend.domain.enums import JobStatus
 from backend.domain.job_types import JobType
-from backend.domain.jobs import JobCreate, JobList, JobPublic, JobResultView, JobStatusView
+from backend.domain.jobs import (
+    BulkRequest,
+    BulkResult,
+    JobCreate,
+    JobList,
+    JobPublic,
+    JobResultView,
+    JobStatusView,
+)
+from backend.domain.lifecycle import Event
 from backend.repo.jobs import JobFilters
 from backend.services.watch import event_id, job_updates
 
@@ -72,6 +81,24 @@ async def list_jobs(
         detail = [{"loc": ["query", "cursor"], "msg": "Invalid cursor", "type": "value_error"}]
         raise HTTPException(status_code=422, detail=detail) from exc
     return JobList(items=[JobPublic.of(r) for r in rows], next_cursor=next_cursor)
+
+
+BULK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "How many jobs matched and how many changed (none with `dry_run`)"}
+}
+
+
+# Declared before the /{job_id} routes, so that "bulk" is never read as a job id.
+@router.post("/bulk/cancel", responses=BULK_RESPONSES)
+async def bulk_cancel(request: BulkRequest, key: CurrentKey, service: JobServiceDep) -> BulkResult:
+    """Cancel every matching pending, retrying or running job, in batches (running ones are aborted)."""
+    return await service.bulk(key.id, request, Event.CANCEL)
+
+
+@router.post("/bulk/retry", responses=BULK_RESPONSES)
+async def bulk_retry(request: BulkRequest, key: CurrentKey, service: JobServiceDep) -> BulkResult:
+    """Run every matching failed or cancelled job again, in batches, each with a fresh attempt budget."""
+    return await service.bulk(key.id, request, Event.REQUEUE)
 
 
 @router.get("/{job_id}", responses=NOT_FOUND)

@@ -163,6 +163,27 @@ class JobResultView(BaseModel):
         )
 
 
+class BulkRequest(BaseModel):
+    """Which of your jobs a bulk action applies to: the `GET /jobs` filters; `dry_run` only counts them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: list[JobStatus] | None = Field(default=None, max_length=len(JobStatus))
+    type: list[JobType] | None = Field(default=None, max_length=100)
+    created_after: Timestamp | None = None
+    created_before: Timestamp | None = None
+    dry_run: bool = Field(
+        default=False, strict=True, description="Count the jobs the action applies to; change nothing."
+    )
+
+
+class BulkResult(BaseModel):
+    """How many jobs matched the filters and could take the action, and how many it changed."""
+
+    matched: int
+    changed: int
+
+
 class JobList(BaseModel):
     """A page of jobs, newest first; pass `next_cursor` as `cursor` for the next page."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -123,20 +123,25 @@ LAPSED = f"""
     WHERE status = {RUNNING} AND lease_expires_at < now()
     ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED
 """
-# Cancel and requeue: a client's transition, applied only if the job is still in the status the
-# lifecycle decided from ($3); the service re-reads and decides again if it moved meanwhile.
+# Cancel and requeue, for one job or a batch: a client's transition, applied only to the jobs still in
+# the status the lifecycle decided from ($3); the service re-reads and decides again if one moved.
 CANCEL = """
     UPDATE jobs SET status = $4, cancel_requested = true, updated_at = now(),
            error = coalesce($5, error), finished_at = CASE WHEN $6 THEN now() ELSE finished_at END
-    WHERE id = $1 AND owner_id = $2 AND status = $3
+    WHERE id = ANY($1::uuid[]) AND owner_id = $2 AND status = $3
     RETURNING *
 """
 REQUEUE = """
     UPDATE jobs SET status = $4, attempts = 0, error = NULL, result = NULL, result_file = NULL,
            progress = 0, cancel_requested = false, finished_at = NULL, started_at = NULL,
            scheduled_at = now(), updated_at = now()
-    WHERE id = $1 AND owner_id = $2 AND status = $3
+    WHERE id = ANY($1::uuid[]) AND owner_id = $2 AND status = $3
     RETURNING *
+"""
+# Bulk actions walk the matching jobs a batch at a time along ix_jobs_owner_created (short statements).
+NEXT_IDS = f"""
+    SELECT id, created_at FROM jobs WHERE {FILTERED} AND (created_at, id) > ($6, $7)
+    ORDER BY created_at, id LIMIT $8
 """
 DUE_WAITING = f"""
     SELECT id, attempts, scheduled_at FROM jobs
@@ -242,16 +247,32 @@ class JobRepository:
             async for row in conn.cursor(STREAM, *filters.params(owner_id), prefetch=batch):
                 yield tuple(row.values())
 
-    async def cancel(self, job: JobRecord, next_status: JobStatus, error: str | None) -> JobRecord | None:
-        """Apply a cancel decided from `job.status`; None if the job moved meanwhile."""
-        args = (job.id, job.owner_id, job.status.value, next_status.value, error, next_status.is_terminal)
-        row = await self.db.fetchrow(CANCEL, *args)
-        return None if row is None else JobRecord.from_row(row)
+    async def cancel(
+        self,
+        owner_id: uuid.UUID,
+        ids: Sequence[uuid.UUID],
+        status: JobStatus,
+        target: JobStatus,
+        error: str | None,
+    ) -> list[JobRecord]:
+        """Cancel the owner's jobs among `ids` that are still `status` (decided from it: `target`)."""
+        args = (list(ids), owner_id, status.value, target.value, error, target.is_terminal)
+        return [JobRecord.from_row(r) for r in await self.db.fetch(CANCEL, *args)]
 
-    async def requeue(self, job: JobRecord, next_status: JobStatus) -> JobRecord | None:
-        """Apply a manual retry decided from `job.status`; None if the job moved meanwhile."""
-        row = await self.db.fetchrow(REQUEUE, job.id, job.owner_id, job.status.value, next_status.value)
-        return None if row is None else JobRecord.from_row(row)
+    async def requeue(
+        self, owner_id: uuid.UUID, ids: Sequence[uuid.UUID], status: JobStatus, target: JobStatus
+    ) -> list[JobRecord]:
+        """Run the owner's jobs among `ids` that are still `status` again, with fresh attempts."""
+        args = (list(ids), owner_id, status.value, target.value)
+        return [JobRecord.from_row(r) for r in await self.db.fetch(REQUEUE, *args)]
+
+    async def next_matching(
+        self, owner_id: uuid.UUID, filters: JobFilters, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[tuple[datetime, uuid.UUID]]:
+        """The next `limit` matching jobs after `after`, oldest first, as (created_at, id)."""
+        created, job_id = after if after is not None else (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
+        rows = await self.db.fetch(NEXT_IDS, *filters.params(owner_id), created, job_id, limit)
+        return [(r["created_at"], r["id"]) for r in rows]
 
     async def runs_of(self, job_id: uuid.UUID) -> list[RunRecord]:
         """Every claim of a job, in order."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from backend.core.ids import uuid7
 from backend.domain.datetimes import in_utc_range
+from backend.domain.enums import JobStatus
 from backend.domain.errors import (
     FieldError,
     IdempotencyKeyInFlight,
@@ -18,8 +20,8 @@ from backend.domain.errors import (
     JobStateChanging,
 )
 from backend.domain.job_types import SPECS
-from backend.domain.jobs import JobPublic, JobSubmission, job_location
-from backend.domain.lifecycle import CANCELLED_BY_REQUEST, Event, next_status
+from backend.domain.jobs import BulkRequest, BulkResult, JobPublic, JobSubmission, job_location
+from backend.domain.lifecycle import CANCELLED_BY_REQUEST, Event, next_status, sources
 from backend.domain.records import JobRecord
 from backend.repo.idempotency import IdempotencyRepository, StoredResponse
 from backend.repo.jobs import JobFilters, JobRepository
@@ -27,6 +29,7 @@ from backend.resources import Resources
 from backend.services.idempotency import IdempotencyKey, IdempotencyRequest
 from backend.services.quotas import QuotaGuard
 
+BULK_BATCH = 1000  # jobs per statement in bulk actions: short transactions, no long row locks
 TRANSITION_TRIES = 5  # a job moving under a client's request is rare; this only bounds a pathological race
 
 
@@ -149,23 +152,52 @@ class JobService:
 
     async def cancel(self, job: JobRecord) -> JobRecord:
         """Cancel a waiting job now, or ask the worker to abort a running one; 409 once terminal."""
-        for _ in range(TRANSITION_TRIES):
-            target = next_status(job.status, Event.CANCEL)
-            error = CANCELLED_BY_REQUEST if target.is_terminal else None
-            updated = await self.jobs.cancel(job, target, error)
-            if updated is not None:
-                if target.is_terminal:
-                    await self.queue.discard(updated.id, updated.attempts)
-                return updated
-            job = await self.get(job.owner_id, job.id)
-        raise JobStateChanging()
+        return await self._one(job, Event.CANCEL)
 
     async def retry(self, job: JobRecord) -> JobRecord:
         """Run a failed or cancelled job again with a fresh attempt budget."""
+        return await self._one(job, Event.REQUEUE)
+
+    async def bulk(self, owner_id: uuid.UUID, request: BulkRequest, event: Event) -> BulkResult:
+        """Apply `event` to every matching job that allows it, a batch at a time; `dry_run` only counts."""
+        wanted = set(request.status or JobStatus)
+        statuses = sorted(s for s in sources(event) if s in wanted)
+        if not statuses:
+            return BulkResult(matched=0, changed=0)
+        filters = JobFilters(statuses, request.type, request.created_after, request.created_before)
+        matched = await self.jobs.count_owned(owner_id, filters)
+        if request.dry_run:
+            return BulkResult(matched=matched, changed=0)
+        changed, after = 0, None
+        while batch := await self.jobs.next_matching(owner_id, filters, after, BULK_BATCH):
+            ids = [job_id for _, job_id in batch]
+            for status in statuses:
+                changed += len(await self._transition(owner_id, ids, status, event))
+            if len(batch) < BULK_BATCH:
+                break
+            after = batch[-1]
+        return BulkResult(matched=matched, changed=changed)
+
+    async def _one(self, job: JobRecord, event: Event) -> JobRecord:
         for _ in range(TRANSITION_TRIES):
-            updated = await self.jobs.requeue(job, next_status(job.status, Event.REQUEUE))
-            if updated is not None:
-                await self.queue.enqueue(updated.id, updated.attempts, updated.scheduled_at)
-                return updated
+            moved = await self._transition(job.owner_id, [job.id], job.status, event)
+            if moved:
+                return moved[0]
             job = await self.get(job.owner_id, job.id)
         raise JobStateChanging()
+
+    async def _transition(
+        self, owner_id: uuid.UUID, ids: Sequence[uuid.UUID], status: JobStatus, event: Event
+    ) -> Sequence[JobRecord]:
+        """Move the owner's jobs among `ids` that are still `status` as the lifecycle says (409 if it
+        refuses), then put the queue in line: cancelled deliveries dropped, requeued jobs enqueued."""
+        target = next_status(status, event)
+        if event is Event.REQUEUE:
+            moved = await self.jobs.requeue(owner_id, ids, status, target)
+            await self.queue.enqueue_many([(j.id, j.attempts, j.scheduled_at) for j in moved])
+            return moved
+        error = CANCELLED_BY_REQUEST if target.is_terminal else None
+        moved = await self.jobs.cancel(owner_id, ids, status, target, error)
+        if target.is_terminal:
+            await self.queue.discard([(j.id, j.attempts) for j in moved])
+        return moved
