@@ -14,6 +14,7 @@ from backend.domain.datetimes import Timestamp
 from backend.domain.enums import JobStatus
 from backend.domain.job_types import JobType
 from backend.domain.jobs import (
+    MAX_TAGS,
     BulkRequest,
     BulkResult,
     JobCreate,
@@ -21,6 +22,8 @@ from backend.domain.jobs import (
     JobPublic,
     JobResultView,
     JobStatusView,
+    SearchText,
+    Tag,
 )
 from backend.domain.lifecycle import Event
 from backend.repo.jobs import JobFilters
@@ -70,11 +73,15 @@ async def list_jobs(
     type: Annotated[list[JobType] | None, Query()] = None,
     created_after: Timestamp | None = None,
     created_before: Timestamp | None = None,
+    tag: Annotated[
+        list[Tag] | None, Query(max_length=MAX_TAGS, description="Jobs carrying all of these.")
+    ] = None,
+    q: Annotated[SearchText | None, Query(description="A job id, or the start of a job's name.")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: str | None = None,
 ) -> JobList:
     """Your jobs, newest first, a page at a time (`next_cursor` → `cursor`)."""
-    filters = JobFilters(status, type, created_after, created_before)
+    filters = JobFilters(status, type, created_after, created_before, tag, q)
     try:
         rows, next_cursor = await service.list(key.id, filters, limit, cursor)
     except ValueError as exc:

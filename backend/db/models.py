@@ -21,7 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSON, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.db.base import Base
@@ -73,6 +73,7 @@ class Job(Base):
         ),
         Index("ix_jobs_owner_running", "owner_id", postgresql_where=text(RUNNING)),
         Index("ix_jobs_owner_files", "owner_id", postgresql_where=text("result_file IS NOT NULL")),
+        Index("ix_jobs_tags", "tags", postgresql_using="gin"),
         Index(
             "ix_jobs_terminal_finished",
             "finished_at",
@@ -94,6 +95,7 @@ class Job(Base):
     result: Mapped[Any | None] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(Text)
     result_file: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    tags: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default="{}")
     cancel_requested: Mapped[bool] = mapped_column(nullable=False, server_default="false")
     worker_id: Mapped[str | None] = mapped_column(String(200))
     claim_token: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))

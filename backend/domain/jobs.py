@@ -30,6 +30,11 @@ def job_location(job_id: uuid.UUID) -> str:
     return f"/jobs/{job_id}"
 
 
+MAX_TAGS = 20
+Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$")]
+SearchText = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
+
+
 class JobCreateBase(BaseModel):
     """Fields every job submission may carry besides its type and payload."""
 
@@ -45,6 +50,9 @@ class JobCreateBase(BaseModel):
         default=None, description="Attempts before `failed`."
     )
     scheduled_at: Timestamp | None = Field(default=None, description="Do not start before this time.")
+    tags: list[Tag] = Field(
+        default_factory=list, max_length=MAX_TAGS, description="Labels to find the job by (`GET /jobs?tag=`)."
+    )
 
     @field_validator("name")
     @classmethod
@@ -106,6 +114,7 @@ class JobPublic(BaseModel):
     result: Any | None
     error: str | None
     result_file: ResultFile | None
+    tags: list[str]
     created_at: datetime
     scheduled_at: datetime
     started_at: datetime | None
@@ -172,6 +181,10 @@ class BulkRequest(BaseModel):
     type: list[JobType] | None = Field(default=None, max_length=100)
     created_after: Timestamp | None = None
     created_before: Timestamp | None = None
+    tag: list[Tag] | None = Field(
+        default=None, max_length=MAX_TAGS, description="Jobs carrying all of these."
+    )
+    q: SearchText | None = Field(default=None, description="A job id, or the start of a job's name.")
     dry_run: bool = Field(
         default=False, strict=True, description="Count the jobs the action applies to; change nothing."
     )

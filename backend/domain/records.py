@@ -42,6 +42,7 @@ class JobRecord:
     result: Any
     error: str | None
     result_file: StoredFile | None
+    tags: list[str]
     cancel_requested: bool
     worker_id: str | None
     claim_token: uuid.UUID | None

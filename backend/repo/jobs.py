@@ -33,12 +33,27 @@ class JobFilters:
     types: Sequence[str] | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    tags: Sequence[str] | None = None  # jobs carrying all of them
+    search: str | None = None  # a job id, or the start of a name (case-insensitive)
 
     def params(self, owner_id: uuid.UUID) -> tuple[Any, ...]:
-        """$1..$5 of `FILTERED`."""
+        """$1..$8 of `FILTERED`."""
         statuses = [str(s) for s in self.statuses] if self.statuses else None
         types = [str(t) for t in self.types] if self.types else None
-        return owner_id, statuses, types, self.created_after, self.created_before
+        tags = list(self.tags) if self.tags else None
+        job_id, name_prefix = _search_terms(self.search)
+        return owner_id, statuses, types, self.created_after, self.created_before, tags, name_prefix, job_id
+
+
+def _search_terms(search: str | None) -> tuple[uuid.UUID | None, str | None]:
+    """(job id, LIKE pattern for a name prefix) for a search box: an id finds that job, text a name."""
+    if not search:
+        return None, None
+    try:
+        return uuid.UUID(search), None
+    except ValueError:
+        escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return None, escaped + "%"
 
 
 FILTERED = """
@@ -47,11 +62,14 @@ FILTERED = """
     AND ($3::text[] IS NULL OR type = ANY($3::text[]))
     AND ($4::timestamptz IS NULL OR created_at >= $4)
     AND ($5::timestamptz IS NULL OR created_at < $5)
+    AND ($6::text[] IS NULL OR tags @> $6::text[])
+    AND ($7::text IS NULL OR lower(name) LIKE $7)
+    AND ($8::uuid IS NULL OR id = $8)
 """
 
 INSERT = """
-    INSERT INTO jobs (id, owner_id, type, name, payload, max_attempts, scheduled_at)
-    VALUES ($1, $2, $3, $4, $5::jsonb, $6, coalesce($7, now()))
+    INSERT INTO jobs (id, owner_id, type, name, payload, max_attempts, scheduled_at, tags)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6, coalesce($7, now()), $8)
     RETURNING *
 """
 GET_OWNED = "SELECT * FROM jobs WHERE id = $1 AND owner_id = $2"
@@ -60,9 +78,9 @@ GET_MANY = "SELECT * FROM jobs WHERE id = ANY($1::uuid[])"
 # ix_jobs_owner_created (a page deep in a large table costs the same as the first).
 LIST = f"""
     SELECT * FROM jobs WHERE {FILTERED}
-      AND (created_at, id) < (coalesce($6::timestamptz, 'infinity'),
-                              coalesce($7::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
-    ORDER BY created_at DESC, id DESC LIMIT $8
+      AND (created_at, id) < (coalesce($9::timestamptz, 'infinity'),
+                              coalesce($10::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+    ORDER BY created_at DESC, id DESC LIMIT $11
 """
 COUNT = f"SELECT count(*) FROM jobs WHERE {FILTERED}"
 EXPORT_COLUMNS = "id, type, name, status, attempts, error, created_at, started_at, finished_at"
@@ -140,8 +158,8 @@ REQUEUE = """
 """
 # Bulk actions walk the matching jobs a batch at a time along ix_jobs_owner_created (short statements).
 NEXT_IDS = f"""
-    SELECT id, created_at FROM jobs WHERE {FILTERED} AND (created_at, id) > ($6, $7)
-    ORDER BY created_at, id LIMIT $8
+    SELECT id, created_at FROM jobs WHERE {FILTERED} AND (created_at, id) > ($9, $10)
+    ORDER BY created_at, id LIMIT $11
 """
 DUE_WAITING = f"""
     SELECT id, attempts, scheduled_at FROM jobs
@@ -212,7 +230,8 @@ class JobRepository:
         """Insert a new job; server defaults come back in the record."""
         v = values
         args = (v["id"], v["owner_id"], v["type"], v["name"], v["payload"], v["max_attempts"])
-        return JobRecord.from_row(await self.db.fetchrow(INSERT, *args, v.get("scheduled_at")))
+        row = await self.db.fetchrow(INSERT, *args, v.get("scheduled_at"), v.get("tags") or [])
+        return JobRecord.from_row(row)
 
     async def get_owned(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> JobRecord | None:
         """The job if it exists and belongs to the owner."""

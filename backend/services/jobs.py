@@ -102,6 +102,7 @@ class JobService:
             "payload": body.payload.model_dump(mode="json"),
             "max_attempts": body.max_attempts or self.settings.default_max_attempts,
             "scheduled_at": body.scheduled_at,
+            "tags": sorted(set(body.tags)),
         }
 
     async def _submit_with_key(
@@ -164,7 +165,9 @@ class JobService:
         statuses = sorted(s for s in sources(event) if s in wanted)
         if not statuses:
             return BulkResult(matched=0, changed=0)
-        filters = JobFilters(statuses, request.type, request.created_after, request.created_before)
+        filters = JobFilters(
+            statuses, request.type, request.created_after, request.created_before, request.tag, request.q
+        )
         matched = await self.jobs.count_owned(owner_id, filters)
         if request.dry_run:
             return BulkResult(matched=matched, changed=0)
