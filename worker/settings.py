@@ -17,11 +17,12 @@ from backend.domain.job_types import MAX_TIMEOUT_S
 from backend.resources import open_resources
 from backend.services.purge import purge
 from backend.services.reconcile import reconcile
+from backend.services.workers import registered
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-CRON_CONNECTIONS = 3  # reconcile and purge hold a connection each (purge two) besides the jobs
+CRON_CONNECTIONS = 4  # reconcile, purge (two) and the registry beat hold connections besides the jobs
 
 
 async def run_job(ctx: dict[str, Any], job_id: str) -> None:
@@ -50,8 +51,9 @@ def make_startup(settings: Settings) -> Any:
         stack = ctx["exit_stack"] = AsyncExitStack()
         pool_size = settings.worker_concurrency + CRON_CONNECTIONS
         res = await stack.enter_async_context(open_resources(settings, pool_size, redis=ctx["redis"]))
-        ctx["runtime"] = Runtime(res, worker_id())
-        log.info("worker ready", extra={"worker_id": ctx["runtime"].worker_id})
+        runtime = ctx["runtime"] = Runtime(res, worker_id())
+        await stack.enter_async_context(registered(res, runtime.worker_id, runtime.heartbeat_interval))
+        log.info("worker ready", extra={"worker_id": runtime.worker_id})
 
     return startup
 

@@ -160,3 +160,17 @@ class Deployment(Base):
     singleton: Mapped[bool] = mapped_column(primary_key=True, server_default="true")
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     created_at: Mapped[datetime] = _now()
+
+
+class WorkerProcess(Base):
+    """A live worker process: it renews `last_seen` every heartbeat and deletes itself on shutdown."""
+
+    __tablename__ = "workers"
+    __table_args__ = (Index("ix_workers_last_seen", "last_seen"),)
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200), nullable=False)
+    pid: Mapped[int] = mapped_column(Integer, nullable=False)
+    queue_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    started_at: Mapped[datetime] = _now()
+    last_seen: Mapped[datetime] = _now()

@@ -110,3 +110,16 @@ class EndedRun:
     scheduled_at: datetime
     owner_id: uuid.UUID
     freed_capped_slot: bool = False  # the owner was at its running cap: a waiting job may start now
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A live worker process and the jobs it runs right now."""
+
+    id: str
+    host: str
+    pid: int
+    queue_name: str
+    started_at: datetime
+    last_seen: datetime
+    running_job_ids: list[uuid.UUID]

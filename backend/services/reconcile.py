@@ -12,6 +12,7 @@ from backend.repo.jobs import JobRepository
 from backend.resources import Resources
 from backend.services.locks import RECONCILE_LOCK, try_xact_lock
 from backend.services.runs import RunEnding, record_ends, requeue_after
+from backend.services.workers import forget_dead_workers
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ async def reconcile(res: Resources) -> ReconcileReport:
         waiting = await repo.due_waiting(
             s.reconcile_grace_seconds, RECONCILE_BATCH, s.queue_horizon_seconds, cap
         )
+    await forget_dead_workers(res)
     report.recovered = len(recovered)
     for run in recovered:
         log.warning("lease lapsed; job recovered", extra={"job_id": str(run.job_id), "status": run.status})
