@@ -34,20 +34,24 @@ class JobFilters:
     created_after: datetime | None = None
     created_before: datetime | None = None
 
-    def params(self, owner_id: uuid.UUID) -> tuple[Any, ...]:
+    def params(self, owner_id: uuid.UUID | None) -> tuple[Any, ...]:
         """$1..$5 of `FILTERED`."""
         statuses = [str(s) for s in self.statuses] if self.statuses else None
         types = [str(t) for t in self.types] if self.types else None
         return owner_id, statuses, types, self.created_after, self.created_before
 
 
-FILTERED = """
-    owner_id = $1
+FILTERS = """
     AND ($2::text[] IS NULL OR status = ANY($2::text[]))
     AND ($3::text[] IS NULL OR type = ANY($3::text[]))
     AND ($4::timestamptz IS NULL OR created_at >= $4)
     AND ($5::timestamptz IS NULL OR created_at < $5)
 """
+FILTERED = "owner_id = $1" + FILTERS
+# Every owner's jobs (an admin's view): $1 is NULL, kept so that both statements number their parameters
+# alike. A statement of its own rather than `($1 IS NULL OR owner_id = $1)`, which a generic plan could not
+# serve from ix_jobs_owner_created.
+FILTERED_ANY_OWNER = "$1::uuid IS NULL" + FILTERS
 
 INSERT = """
     INSERT INTO jobs (id, owner_id, type, name, payload, max_attempts, scheduled_at)
@@ -55,15 +59,23 @@ INSERT = """
     RETURNING *
 """
 GET_OWNED = "SELECT * FROM jobs WHERE id = $1 AND owner_id = $2"
+GET = "SELECT * FROM jobs WHERE id = $1"
 GET_MANY = "SELECT * FROM jobs WHERE id = ANY($1::uuid[])"
 # The cursor is a row comparison even on the first page, so it is always an index condition on
 # ix_jobs_owner_created (a page deep in a large table costs the same as the first).
-LIST = f"""
-    SELECT * FROM jobs WHERE {FILTERED}
+
+
+def _page(where: str) -> str:
+    return f"""
+    SELECT * FROM jobs WHERE {where}
       AND (created_at, id) < (coalesce($6::timestamptz, 'infinity'),
                               coalesce($7::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
     ORDER BY created_at DESC, id DESC LIMIT $8
 """
+
+
+LIST = _page(FILTERED)
+LIST_ANY_OWNER = _page(FILTERED_ANY_OWNER)
 COUNT = f"SELECT count(*) FROM jobs WHERE {FILTERED}"
 EXPORT_COLUMNS = "id, type, name, status, attempts, error, created_at, started_at, finished_at"
 STREAM = f"SELECT {EXPORT_COLUMNS} FROM jobs WHERE {FILTERED} ORDER BY created_at, id"
@@ -214,16 +226,26 @@ class JobRepository:
         row = await self.db.fetchrow(GET_OWNED, job_id, owner_id)
         return None if row is None else JobRecord.from_row(row)
 
+    async def get(self, job_id: uuid.UUID) -> JobRecord | None:
+        """The job, whoever owns it (an admin's lookup)."""
+        row = await self.db.fetchrow(GET, job_id)
+        return None if row is None else JobRecord.from_row(row)
+
     async def get_many(self, ids: Sequence[uuid.UUID]) -> list[JobRecord]:
         """These jobs (whoever owns them; callers check), in no particular order."""
         return [JobRecord.from_row(r) for r in await self.db.fetch(GET_MANY, list(ids))]
 
     async def list_owned(
-        self, owner_id: uuid.UUID, filters: JobFilters, limit: int, before: tuple[datetime, uuid.UUID] | None
+        self,
+        owner_id: uuid.UUID | None,
+        filters: JobFilters,
+        limit: int,
+        before: tuple[datetime, uuid.UUID] | None,
     ) -> list[JobRecord]:
-        """A page of the owner's jobs, newest first, strictly older than the `before` cursor."""
+        """A page of the owner's jobs (every owner's if None), newest first, strictly older than `before`."""
         created, job_id = before if before is not None else (None, None)
-        rows = await self.db.fetch(LIST, *filters.params(owner_id), created, job_id, limit)
+        statement = LIST if owner_id is not None else LIST_ANY_OWNER
+        rows = await self.db.fetch(statement, *filters.params(owner_id), created, job_id, limit)
         return [JobRecord.from_row(r) for r in rows]
 
     async def count_owned(self, owner_id: uuid.UUID, filters: JobFilters) -> int:

@@ -14,7 +14,7 @@ from backend.domain.enums import KeyRole
 from backend.repo.api_keys import ApiKeyRepository
 from backend.services.auth import create_key, ensure_key
 from tests.utils import db
-from tests.utils.stack import Stack, serve_api
+from tests.utils.stack import Stack, serve_api, submit, wait_for
 
 KEY_FIELDS = {"id", "name", "role", "max_running", "rate_limit", "created_at", "revoked_at"}
 
@@ -126,3 +126,52 @@ async def test_a_keys_own_rate_limit_replaces_the_platforms(stack: Stack) -> Non
     ):
         assert [(await limited.get("/jobs")).status_code for _ in range(4)] == [200, 200, 200, 429]
         assert {(await unlimited.get("/jobs")).status_code for _ in range(5)} == {200}
+
+
+async def test_admins_read_and_steer_every_tenants_jobs(stack: Stack) -> None:
+    later = "2999-01-01T00:00:00Z"
+    async with await stack.admin_client() as admin:
+        tenant = (await admin.post("/admin/keys", json={"name": "tenant"})).json()
+        async with await stack.client(tenant["secret"]) as owner, await stack.client() as stranger:
+            job = await submit(owner, "sleep", {"seconds": 0}, scheduled_at=later)
+            other = await submit(stranger, "sleep", {"seconds": 0}, scheduled_at=later)
+            assert job["owner_id"] is None  # client keys are not shown owners
+            assert (await owner.get(f"/jobs/{job['id']}")).json()["owner_id"] is None
+            for query in ("all", tenant["id"]):
+                refused = await owner.get("/jobs", params={"owner": query})
+                assert refused.status_code == 403 and refused.json() == {"detail": "Admin API key required"}
+            assert (await stranger.get(f"/jobs/{job['id']}")).status_code == 404
+
+            everyone = (await admin.get("/jobs", params={"owner": "all", "limit": 100})).json()["items"]
+            owners = {j["id"]: j["owner_id"] for j in everyone}
+            assert owners[job["id"]] == tenant["id"] and owners[other["id"]] is not None
+            theirs = (await admin.get("/jobs", params={"owner": tenant["id"]})).json()["items"]
+            assert [j["id"] for j in theirs] == [job["id"]]
+            assert (await admin.get("/jobs")).json()["items"] == []  # without `owner`: the admin's own
+            bad = await admin.get("/jobs", params={"owner": "everyone"})
+            assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "owner"]
+
+            seen = await admin.get(f"/jobs/{job['id']}")
+            assert seen.status_code == 200 and seen.json()["owner_id"] == tenant["id"]
+            cancelled = await admin.post(f"/jobs/{job['id']}/cancel")
+            assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+            assert (await owner.get(f"/jobs/{job['id']}")).json()["status"] == "cancelled"
+            retried = await admin.post(f"/jobs/{job['id']}/retry")
+            assert retried.status_code == 202 and retried.json()["owner_id"] == tenant["id"]
+
+
+async def test_include_runs_lists_every_claim(client: httpx.AsyncClient) -> None:
+    job = await submit(client, "square_sum", {"data": [3]})
+    await wait_for(client, job["id"], {"completed"})
+    plain = (await client.get(f"/jobs/{job['id']}")).json()
+    assert "runs" not in plain and plain["status"] == "completed"
+    detailed = await client.get(f"/jobs/{job['id']}", params={"include": "runs"})
+    assert detailed.status_code == 200
+    body = detailed.json()
+    assert {k: v for k, v in body.items() if k != "runs"} == plain
+    [run] = body["runs"]
+    assert set(run) == {"attempt", "worker_id", "started_at", "ended_at", "outcome"}
+    assert run["attempt"] == 1 and run["outcome"] == "completed" and run["worker_id"]
+    assert run["ended_at"] >= run["started_at"]
+    bad = await client.get(f"/jobs/{job['id']}", params={"include": "everything"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "include", 0]
