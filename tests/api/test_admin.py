@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -175,3 +176,45 @@ async def test_include_runs_lists_every_claim(client: httpx.AsyncClient) -> None
     assert run["ended_at"] >= run["started_at"]
     bad = await client.get(f"/jobs/{job['id']}", params={"include": "everything"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "include", 0]
+
+
+async def _peak_running(stack: Stack, jobs: list[dict[str, object]]) -> int:
+    """The most of these jobs' runs that overlapped in time (from job_runs)."""
+    ids = [uuid.UUID(str(j["id"])) for j in jobs]
+    runs = await db.fetch(
+        stack.settings, "SELECT started_at, ended_at FROM job_runs WHERE job_id = ANY($1::uuid[])", ids
+    )
+    assert len(runs) == len(jobs)
+    edges = sorted([(r["ended_at"], -1) for r in runs] + [(r["started_at"], 1) for r in runs])
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+async def _run_all(client: httpx.AsyncClient, count: int, seconds: float) -> list[dict[str, object]]:
+    jobs = [await submit(client, "sleep", {"seconds": seconds}) for _ in range(count)]
+    for job in jobs:
+        done = await wait_for(client, str(job["id"]), {"completed"}, timeout=30)
+        assert done["attempts"] == 1, done  # held back by the cap without spending an attempt
+    return jobs
+
+
+async def test_a_keys_max_running_caps_its_jobs_at_claim(stack: Stack) -> None:
+    assert stack.settings.max_running_jobs_per_key == 0 and len(stack.workers) >= 2
+    async with await stack.client(await stack.new_key("capped", max_running=1)) as capped:
+        assert await _peak_running(stack, await _run_all(capped, 3, 0.4)) == 1
+
+
+async def test_a_keys_max_running_replaces_the_platform_cap(isolated: Any) -> None:
+    async with isolated(workers=2, max_running_jobs_per_key=1) as stack:
+        async with (
+            await stack.client(await stack.new_key("roomy", max_running=2)) as roomy,
+            await stack.client() as default,
+        ):
+            roomy_jobs, default_jobs = await asyncio.gather(
+                _run_all(roomy, 4, 0.8), _run_all(default, 2, 0.3)
+            )
+        assert await _peak_running(stack, roomy_jobs) == 2
+        assert await _peak_running(stack, default_jobs) == 1
