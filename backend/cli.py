@@ -83,22 +83,46 @@ async def _purge(dry_run: bool) -> None:
     )
 
 
-async def _keys(action: str, arg: str | None) -> int:
+def _rate_limit(text: str) -> str:
+    """argparse type: a rate limit like 100/minute."""
+    from backend.adapters.ratelimit import RateLimit
+
+    try:
+        RateLimit.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("RATE_LIMIT", "--rate-limit")) from None
+    return text
+
+
+def _positive(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, not {text!r}")
+    return int(text)
+
+
+async def _keys(args: argparse.Namespace) -> int:
     """Keys are shown and revoked by id: no part of a secret is ever printed after `create`."""
     from backend.db.pool import create_pool
+    from backend.domain.enums import KeyRole
     from backend.repo.api_keys import ApiKeyRepository
     from backend.services.auth import create_key
 
+    action, arg = args.action, args.name
     pool = await create_pool(get_settings().require_database_url(), 1)
     try:
         repo = ApiKeyRepository(pool)
         if action == "create":
-            raw, new_id = await create_key(pool, arg or "cli")
+            role = KeyRole(args.role)
+            raw, new_id = await create_key(pool, arg or "cli", None, role, args.max_running, args.rate_limit)
             print(f"{raw}\nid {new_id}")
         elif action == "list":
             for k in await repo.all():
                 state = "revoked" if k.revoked_at else "active"
-                print(f"{k.id}  {k.name:20}  {state:8}  created {k.created_at:%Y-%m-%d %H:%M}")
+                limits = f"  max_running {k.max_running}" if k.max_running else ""
+                limits += f"  rate_limit {k.rate_limit}" if k.rate_limit else ""
+                created = f"created {k.created_at:%Y-%m-%d %H:%M}"
+                print(f"{k.id}  {k.name:20}  {state:8}  {k.role:6}  {created}{limits}")
         else:
             return await _revoke(repo, arg)
         return 0
@@ -135,6 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     keys = sub.add_parser("keys", help="manage API keys")
     keys.add_argument("action", choices=["create", "list", "revoke"])
     keys.add_argument("name", nargs="?", help="name (create) or key id, as list shows it (revoke)")
+    keys.add_argument("--role", choices=["client", "admin"], default="client", help="create: the key's role")
+    keys.add_argument("--max-running", type=_positive, help="create: jobs running at once (its own cap)")
+    keys.add_argument("--rate-limit", type=_rate_limit, help="create: e.g. 100/minute (its own limit)")
     sub_job = sub.add_parser("submit", help="submit a job over HTTP (optionally wait and download)")
     sub_job.add_argument("type", help="job type, e.g. csv_report")
     sub_job.add_argument("--payload", default="{}", help="payload JSON")
@@ -161,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "purge":
         asyncio.run(_purge(args.dry_run))
     elif args.command == "keys":
-        raise SystemExit(asyncio.run(_keys(args.action, args.name)))
+        raise SystemExit(asyncio.run(_keys(args)))
     elif args.command == "submit":
         raise SystemExit(_submit(args, settings))
 

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from backend.adapters.ratelimit import FailureThrottle, RateLimit, RateLimiter
-from backend.api import downloads, health, jobs
+from backend.api import admin, downloads, health, jobs
 from backend.api.docs import install_docs
 from backend.api.errors import install_error_handlers
 from backend.api.limits import BodySizeLimit
@@ -34,10 +34,8 @@ async def build_state(res: Resources) -> AppState:
     settings = res.settings
     if settings.bootstrap_api_key:
         await ensure_key(res.pool, settings.bootstrap_api_key)
-    limiter = None
-    if settings.rate_limit:
-        limit = RateLimit.parse(settings.rate_limit)
-        limiter = RateLimiter(res.queue.redis, limit, f"{settings.queue_name}:ratelimit")
+    limit = RateLimit.parse(settings.rate_limit) if settings.rate_limit else None
+    limiter = RateLimiter(res.queue.redis, limit, f"{settings.queue_name}:ratelimit")
     failures = None
     if settings.auth_failures_per_minute:
         per_minute = RateLimit(settings.auth_failures_per_minute, 60)
@@ -73,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(admin.router)
     app.include_router(downloads.router)
     install_docs(app)
     return app

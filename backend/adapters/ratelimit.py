@@ -13,6 +13,7 @@ import math
 import time
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 
 from redis.asyncio import Redis
 
@@ -49,25 +50,38 @@ class RateLimit:
         return cls(int(count), WINDOWS[unit])
 
 
-class RateLimiter:
-    """Counts requests per API key in Redis."""
+@lru_cache(maxsize=1024)
+def parse_cached(text: str) -> RateLimit:
+    """`RateLimit.parse`, remembered: a key's own limit is read on every request."""
+    return RateLimit.parse(text)
 
-    def __init__(self, redis: Redis, limit: RateLimit, prefix: str) -> None:
+
+class RateLimiter:
+    """Counts requests per API key in Redis, against RATE_LIMIT or the key's own limit."""
+
+    def __init__(self, redis: Redis, limit: RateLimit | None, prefix: str) -> None:
         self.limit = limit
         self.prefix = prefix
         self._hit = redis.register_script(HIT_LUA)
 
-    async def retry_after(self, key_id: uuid.UUID) -> int | None:
-        """None if this request is allowed; else seconds until the window resets."""
-        window = int(time.time()) // self.limit.window_s
+    async def retry_after(self, key_id: uuid.UUID, own: RateLimit | None = None) -> int | None:
+        """None if this request is allowed; else seconds until the window resets.
+
+        `own` (the key's rate limit) replaces the platform's; with neither, no Redis round trip.
+        """
+        limit = own or self.limit
+        if limit is None:
+            return None
+        window = int(time.time()) // limit.window_s
         try:
+            # The window's length is in the name: a key whose limit changes starts a fresh count.
             count, ttl_ms = await self._hit(
-                keys=[f"{self.prefix}:{key_id}:{window}"], args=[self.limit.window_s * 1000]
+                keys=[f"{self.prefix}:{key_id}:{limit.window_s}:{window}"], args=[limit.window_s * 1000]
             )
         except Exception as exc:  # fail open: a broken counter must not stop submissions
             log.warning("rate limiter unavailable", extra={"error": type(exc).__name__})
             return None
-        if int(count) <= self.limit.limit:
+        if int(count) <= limit.limit:
             return None
         return max(1, math.ceil(int(ttl_ms) / 1000))
 

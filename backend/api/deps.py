@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 
+from backend.adapters.ratelimit import parse_cached
 from backend.adapters.storage import Storage
 from backend.api.errors import ErrorMessage
 from backend.api.idempotency import HEADER_MAX_LENGTH, HEADER_PATTERN, parse_idempotency_header
@@ -53,18 +54,30 @@ async def current_key(
             detail="Missing or invalid API key",
             headers={"WWW-Authenticate": 'APIKey header="X-API-Key"'},
         )
-    if state.rate_limiter is not None:
-        wait_s = await state.rate_limiter.retry_after(principal.id)
-        if wait_s is not None:
-            raise HTTPException(
-                status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-                detail="Rate limit exceeded for this API key",
-                headers={"Retry-After": str(wait_s)},
-            )
+    own = parse_cached(principal.rate_limit) if principal.rate_limit else None
+    wait_s = await state.rate_limiter.retry_after(principal.id, own)
+    if wait_s is not None:
+        raise HTTPException(
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            detail="Rate limit exceeded for this API key",
+            headers={"Retry-After": str(wait_s)},
+        )
     return principal
 
 
 CurrentKey = Annotated[Principal, Depends(current_key)]
+
+ADMIN_REQUIRED = "Admin API key required"
+
+
+async def admin_key(key: CurrentKey) -> Principal:
+    """The authenticated key if it is an admin key, else 403."""
+    if not key.is_admin:
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=ADMIN_REQUIRED)
+    return key
+
+
+AdminKey = Annotated[Principal, Depends(admin_key)]
 
 RETRY_AFTER_HEADER = {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}
 # What any operation taking `CurrentKey` may answer; routers that authenticate attach it to every route.
@@ -77,11 +90,17 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
         },
     },
     429: {
-        "description": "Over `RATE_LIMIT` for this key, or over `AUTH_FAILURES_PER_MINUTE` failed "
-        "authentications from this address",
+        "description": "Over this key's rate limit (its own, else `RATE_LIMIT`), or over "
+        "`AUTH_FAILURES_PER_MINUTE` failed authentications from this address",
         "model": ErrorMessage,
         "headers": {"Retry-After": RETRY_AFTER_HEADER},
     },
+}
+
+
+# What an admin-only operation may answer besides AUTH_RESPONSES.
+ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    403: {"description": "A client key; this needs an admin key", "model": ErrorMessage},
 }
 
 
@@ -94,8 +113,9 @@ JobServiceDep = Annotated[JobService, Depends(get_job_service)]
 
 
 async def valid_owned_job(job_id: uuid.UUID, key: CurrentKey, service: JobServiceDep) -> JobRecord:
-    """Load the caller's job or answer 404 (another key's job is indistinguishable from none)."""
-    return await service.get(key.id, job_id)
+    """Load the caller's job (any job, for an admin key) or answer 404 (another key's job is
+    indistinguishable from none)."""
+    return await service.get(None if key.is_admin else key.id, job_id)
 
 
 OwnedJobDep = Annotated[JobRecord, Depends(valid_owned_job)]

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: dict[type[errors.PlatformError], int] = {
     errors.JobNotFound: 404,
+    errors.KeyNotFound: 404,
     errors.ResultGone: 404,
     errors.JobStateConflict: 409,
     errors.JobStateChanging: 409,

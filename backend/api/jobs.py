@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from backend.api.deps import AUTH_RESPONSES, CurrentKey, IdempotencyDep, JobServiceDep, OwnedJobDep, StateDep
+from backend.api.deps import (
+    ADMIN_REQUIRED,
+    AUTH_RESPONSES,
+    CurrentKey,
+    IdempotencyDep,
+    JobServiceDep,
+    OwnedJobDep,
+    StateDep,
+)
+from backend.api.errors import ErrorMessage
 from backend.api.json_body import JsonBodyRoute
 from backend.domain.datetimes import Timestamp
 from backend.domain.enums import JobStatus
@@ -18,19 +28,24 @@ from backend.domain.jobs import (
     BulkRequest,
     BulkResult,
     JobCreate,
+    JobDetail,
+    JobInclude,
     JobList,
     JobPublic,
     JobResultView,
     JobStatusView,
+    RunView,
     SearchText,
     Tag,
 )
 from backend.domain.lifecycle import Event
 from backend.repo.jobs import JobFilters
+from backend.services.auth import Principal
 from backend.services.watch import event_id, job_updates
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JsonBodyRoute, responses=AUTH_RESPONSES)
 
+OWNER_PATTERN = "^(all|[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})$"
 SSE_RETRY_MS = 1000  # how soon a client reconnects after a stream's lifetime is over
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Job not found (or not yours)"}}
@@ -58,14 +73,18 @@ async def submit_job(
     body: Annotated[JobCreate, Body()], key: CurrentKey, service: JobServiceDep, idempotency: IdempotencyDep
 ) -> Response:
     """Submit a job: stored before this returns, run by a worker soon after (or at `scheduled_at`)."""
-    outcome = await service.submit(key.id, body, idempotency)
+    outcome = await service.submit(key.id, body, idempotency, show_owner=key.is_admin)
     headers = {"Location": outcome.location} if outcome.location else {}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
 
 
-@router.get("", response_model=JobList)
+@router.get(
+    "",
+    response_model=JobList,
+    responses={403: {"description": "`owner` with a client key", "model": ErrorMessage}},
+)
 async def list_jobs(
     key: CurrentKey,
     service: JobServiceDep,
@@ -79,15 +98,33 @@ async def list_jobs(
     q: Annotated[SearchText | None, Query(description="A job id, or the start of a job's name.")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: str | None = None,
+    owner: Annotated[
+        str | None,
+        Query(
+            description="Admin keys only: `all` for every key's jobs, or one key's id.",
+            pattern=OWNER_PATTERN,
+        ),
+    ] = None,
 ) -> JobList:
-    """Your jobs, newest first, a page at a time (`next_cursor` → `cursor`)."""
+    """Your jobs (an admin's: every key's with `owner=all`, or one key's), newest first, a page at a time
+    (`next_cursor` → `cursor`)."""
     filters = JobFilters(status, type, created_after, created_before, tag, q)
+    owner_id = _owner_filter(key, owner)
     try:
-        rows, next_cursor = await service.list(key.id, filters, limit, cursor)
+        rows, next_cursor = await service.list(owner_id, filters, limit, cursor)
     except ValueError as exc:
         detail = [{"loc": ["query", "cursor"], "msg": "Invalid cursor", "type": "value_error"}]
         raise HTTPException(status_code=422, detail=detail) from exc
-    return JobList(items=[JobPublic.of(r) for r in rows], next_cursor=next_cursor)
+    return JobList(items=[JobPublic.of(r, key.is_admin) for r in rows], next_cursor=next_cursor)
+
+
+def _owner_filter(key: Principal, owner: str | None) -> uuid.UUID | None:
+    """Whose jobs to list: the caller's, unless an admin asks for everyone's (None) or one key's."""
+    if owner is None:
+        return key.id
+    if not key.is_admin:
+        raise HTTPException(status_code=403, detail=ADMIN_REQUIRED)
+    return None if owner == "all" else uuid.UUID(owner)
 
 
 BULK_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -108,10 +145,19 @@ async def bulk_retry(request: BulkRequest, key: CurrentKey, service: JobServiceD
     return await service.bulk(key.id, request, Event.REQUEUE)
 
 
-@router.get("/{job_id}", responses=NOT_FOUND)
-async def get_job(job: OwnedJobDep) -> JobPublic:
-    """Everything about one job."""
-    return JobPublic.of(job)
+@router.get("/{job_id}", responses=NOT_FOUND, response_model_exclude_unset=True)
+async def get_job(
+    job: OwnedJobDep,
+    key: CurrentKey,
+    service: JobServiceDep,
+    include: Annotated[list[JobInclude] | None, Query(description="`runs`: add the run history.")] = None,
+) -> JobDetail:
+    """Everything about one job (with `include=runs`, its runs too)."""
+    detail = JobDetail.of(job, key.is_admin)
+    if include and JobInclude.RUNS in include:
+        runs = [RunView.model_validate(run) for run in await service.runs(job)]
+        detail = detail.model_copy(update={"runs": runs})
+    return detail
 
 
 @router.get("/{job_id}/status", responses=NOT_FOUND)
@@ -133,6 +179,7 @@ async def get_job_result(job: OwnedJobDep) -> JobResultView:
 )
 async def job_events(
     job: OwnedJobDep,
+    key: CurrentKey,
     state: StateDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=40)] = None,
 ) -> StreamingResponse:
@@ -145,7 +192,7 @@ async def job_events(
         try:
             yield f"retry: {SSE_RETRY_MS}\n\n"
             async for update in job_updates(sub, settings.sse_max_seconds, last_event_id):
-                body = JobPublic.of(update).model_dump_json()
+                body = JobPublic.of(update, key.is_admin).model_dump_json()
                 yield f"id: {event_id(update)}\nevent: job\ndata: {body}\n\n"
         finally:
             state.watcher.unsubscribe(sub)
@@ -155,12 +202,12 @@ async def job_events(
 
 
 @router.post("/{job_id}/cancel", status_code=202, responses={**NOT_FOUND, **CONFLICT})
-async def cancel_job(job: OwnedJobDep, service: JobServiceDep) -> JobPublic:
+async def cancel_job(job: OwnedJobDep, key: CurrentKey, service: JobServiceDep) -> JobPublic:
     """Cancel: a waiting job at once; a running one is aborted by its worker and ends `cancelled`."""
-    return JobPublic.of(await service.cancel(job))
+    return JobPublic.of(await service.cancel(job), key.is_admin)
 
 
 @router.post("/{job_id}/retry", status_code=202, responses={**NOT_FOUND, **CONFLICT})
-async def retry_job(job: OwnedJobDep, service: JobServiceDep) -> JobPublic:
+async def retry_job(job: OwnedJobDep, key: CurrentKey, service: JobServiceDep) -> JobPublic:
     """Run a `failed` or `cancelled` job again with a fresh attempt budget."""
-    return JobPublic.of(await service.retry(job))
+    return JobPublic.of(await service.retry(job), key.is_admin)

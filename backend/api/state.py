@@ -19,4 +19,4 @@ class AppState:
     authenticator: Authenticator
     watcher: JobWatcher
     quotas: QuotaGuard
-    rate_limiter: RateLimiter | None = None
+    rate_limiter: RateLimiter

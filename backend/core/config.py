@@ -38,7 +38,10 @@ class Settings(BaseSettings):
     job_retention_days: float = Field(default=7, ge=0)
     idempotency_ttl_hours: float = Field(default=24, gt=0)
     idempotency_required: bool = False
-    auth_cache_seconds: float = Field(default=10, ge=0)
+    # A revoked key must get 401 from every API process within 1 s (PRODUCT.md): a hit is cached this long.
+    auth_cache_seconds: float = Field(
+        default=1, ge=0, description="How long a key lookup is cached; a revocation takes up to this long."
+    )
     rate_limit: str | None = Field(default=None, description="Per API key, e.g. 100/minute; unset: none.")
     auth_failures_per_minute: int = Field(
         default=30, ge=0, description="Failed authentications per client address per minute; 0: no limit."

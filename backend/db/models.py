@@ -25,9 +25,10 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.db.base import Base
-from backend.domain.enums import TERMINAL_STATUSES, WAITING_STATUSES, JobStatus, sql_list
+from backend.domain.enums import TERMINAL_STATUSES, WAITING_STATUSES, JobStatus, KeyRole, sql_list
 
 STATUS_VALUES = sql_list(tuple(JobStatus))
+ROLE_VALUES = ", ".join(f"'{role.value}'" for role in KeyRole)
 WAITING = f"status IN ({sql_list(WAITING_STATUSES)})"
 RUNNING = f"status = '{JobStatus.RUNNING.value}'"
 TERMINAL = f"status IN ({sql_list(TERMINAL_STATUSES)})"
@@ -41,12 +42,20 @@ class ApiKey(Base):
     """A client credential; only the sha256 of the secret is stored, and `id` is how people refer to it."""
 
     __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint(f"role IN ({ROLE_VALUES})", name="role_valid"),
+        CheckConstraint("max_running >= 1", name="max_running_positive"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), nullable=False)
     key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     created_at: Mapped[datetime] = _now()
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    role: Mapped[str] = mapped_column(String(16), nullable=False, server_default=KeyRole.CLIENT.value)
+    # Per-key overrides of MAX_RUNNING_JOBS_PER_KEY and RATE_LIMIT; NULL: the platform's setting.
+    max_running: Mapped[int | None] = mapped_column(Integer)
+    rate_limit: Mapped[str | None] = mapped_column(String(32))
 
 
 class Job(Base):

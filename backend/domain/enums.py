@@ -37,6 +37,13 @@ class RunOutcome(StrEnum):
     LOST = "lost"
 
 
+class KeyRole(StrEnum):
+    """What an API key may do: `client` steers its own jobs; `admin` also every tenant's, and the keys."""
+
+    CLIENT = "client"
+    ADMIN = "admin"
+
+
 def sql_list(values: frozenset[JobStatus] | tuple[JobStatus, ...]) -> str:
     """`'a', 'b'` for an SQL `IN (...)` written from the enum (sorted, so statements are stable).
 

@@ -22,6 +22,10 @@ class JobNotFound(PlatformError):
     """Job not found"""
 
 
+class KeyNotFound(PlatformError):
+    """API key not found"""
+
+
 class JobStateConflict(PlatformError):
     """The job's current status does not allow this operation"""
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, Union
 
 from pydantic import (
     BaseModel,
@@ -18,7 +19,7 @@ from pydantic import (
 )
 
 from backend.domain.datetimes import Timestamp
-from backend.domain.enums import JobStatus
+from backend.domain.enums import JobStatus, RunOutcome
 from backend.domain.job_types import JOB_TYPES, JobType, JobTypeSpec
 from backend.domain.numbers import json_number
 from backend.domain.payloads import Payload
@@ -104,6 +105,9 @@ class JobPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
+    owner_id: uuid.UUID | None = Field(
+        default=None, description="Id of the API key that owns the job: shown to admin keys only, else null."
+    )
     type: JobType
     name: str | None
     payload: dict[str, Any]
@@ -136,9 +140,34 @@ class JobPublic(BaseModel):
         )
 
     @classmethod
-    def of(cls, job: JobRecord) -> JobPublic:
-        """The API view of a job record."""
-        return cls.model_validate(job)
+    def of(cls, job: JobRecord, show_owner: bool = False) -> Self:
+        """The API view of a job record; `owner_id` only for an admin's view (`show_owner`)."""
+        view = cls.model_validate(job)
+        return view if show_owner else view.model_copy(update={"owner_id": None})
+
+
+class RunView(BaseModel):
+    """One claim of a job by a worker (`outcome` is null while it runs)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    attempt: int
+    worker_id: str
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: RunOutcome | None
+
+
+class JobInclude(StrEnum):
+    """What `GET /jobs/{id}?include=` may add to the job."""
+
+    RUNS = "runs"
+
+
+class JobDetail(JobPublic):
+    """One job, with what `include` asked for (a field not asked for is left out)."""
+
+    runs: list[RunView] | None = Field(default=None, description="With `include=runs`: one entry per claim.")
 
 
 class JobStatusView(BaseModel):

@@ -36,7 +36,7 @@ class JobFilters:
     tags: Sequence[str] | None = None  # jobs carrying all of them
     search: str | None = None  # a job id, or the start of a name (case-insensitive)
 
-    def params(self, owner_id: uuid.UUID) -> tuple[Any, ...]:
+    def params(self, owner_id: uuid.UUID | None) -> tuple[Any, ...]:
         """$1..$8 of `FILTERED`."""
         statuses = [str(s) for s in self.statuses] if self.statuses else None
         types = [str(t) for t in self.types] if self.types else None
@@ -56,8 +56,7 @@ def _search_terms(search: str | None) -> tuple[uuid.UUID | None, str | None]:
         return None, escaped + "%"
 
 
-FILTERED = """
-    owner_id = $1
+FILTERS = """
     AND ($2::text[] IS NULL OR status = ANY($2::text[]))
     AND ($3::text[] IS NULL OR type = ANY($3::text[]))
     AND ($4::timestamptz IS NULL OR created_at >= $4)
@@ -66,6 +65,11 @@ FILTERED = """
     AND ($7::text IS NULL OR lower(name) LIKE $7)
     AND ($8::uuid IS NULL OR id = $8)
 """
+FILTERED = "owner_id = $1" + FILTERS
+# Every owner's jobs (an admin's view): $1 is NULL, kept so that both statements number their parameters
+# alike. A statement of its own rather than `($1 IS NULL OR owner_id = $1)`, which a generic plan could not
+# serve from ix_jobs_owner_created.
+FILTERED_ANY_OWNER = "$1::uuid IS NULL" + FILTERS
 
 INSERT = """
     INSERT INTO jobs (id, owner_id, type, name, payload, max_attempts, scheduled_at, tags)
@@ -73,15 +77,23 @@ INSERT = """
     RETURNING *
 """
 GET_OWNED = "SELECT * FROM jobs WHERE id = $1 AND owner_id = $2"
+GET = "SELECT * FROM jobs WHERE id = $1"
 GET_MANY = "SELECT * FROM jobs WHERE id = ANY($1::uuid[])"
 # The cursor is a row comparison even on the first page, so it is always an index condition on
 # ix_jobs_owner_created (a page deep in a large table costs the same as the first).
-LIST = f"""
-    SELECT * FROM jobs WHERE {FILTERED}
+
+
+def _page(where: str) -> str:
+    return f"""
+    SELECT * FROM jobs WHERE {where}
       AND (created_at, id) < (coalesce($9::timestamptz, 'infinity'),
                               coalesce($10::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
     ORDER BY created_at DESC, id DESC LIMIT $11
 """
+
+
+LIST = _page(FILTERED)
+LIST_ANY_OWNER = _page(FILTERED_ANY_OWNER)
 COUNT = f"SELECT count(*) FROM jobs WHERE {FILTERED}"
 EXPORT_COLUMNS = "id, type, name, status, attempts, error, created_at, started_at, finished_at"
 STREAM = f"SELECT {EXPORT_COLUMNS} FROM jobs WHERE {FILTERED} ORDER BY created_at, id"
@@ -89,16 +101,24 @@ STREAM = f"SELECT {EXPORT_COLUMNS} FROM jobs WHERE {FILTERED} ORDER BY created_a
 # Running jobs of the same owner; with the partial index ix_jobs_owner_running this counts at most the cap.
 OWNER_RUNNING = f"(SELECT count(*) FROM jobs r WHERE r.owner_id = jobs.owner_id AND r.status = {RUNNING})"
 
-# $5: the owner's running cap (0: none), exact across workers (`jp_owner_below_cap`, migration 0002).
-# A capped job stays waiting, spends no attempt, and is enqueued again when a run of its owner ends
-# (`PROMOTE`) or by reconcile once the owner is below the cap.
+
+def owner_cap(default: str) -> str:
+    """The running cap of the owner of `jobs`' row: its key's own `max_running`, else `default` (the
+    MAX_RUNNING_JOBS_PER_KEY parameter; 0: no cap). One primary-key lookup per row."""
+    return f"coalesce((SELECT k.max_running FROM api_keys k WHERE k.id = jobs.owner_id), {default})"
+
+
+# The owner's running cap (its key's max_running, else $5; 0: none), exact across workers
+# (`jp_owner_below_cap`, migration 0004). A capped job stays waiting, spends no attempt, and is enqueued
+# again when a run of its owner ends (`PROMOTE`) or by reconcile once the owner is below the cap.
 CLAIM = f"""
     WITH claimed AS (
         UPDATE jobs SET status = {RUNNING}, attempts = attempts + 1, claim_token = $2,
                worker_id = $3, lease_expires_at = now() + make_interval(secs => $4),
                started_at = coalesce(started_at, now()), error = NULL, progress = 0, updated_at = now()
         WHERE id = $1 AND status IN ({sql_list(sources(Event.CLAIM))}) AND scheduled_at <= now()
-              AND NOT cancel_requested AND ($5 = 0 OR jp_owner_below_cap(owner_id, $5, {RUNNING}))
+              AND NOT cancel_requested
+              AND ({owner_cap("$5")} = 0 OR jp_owner_below_cap(owner_id, {owner_cap("$5")}, {RUNNING}))
         RETURNING id, attempts, max_attempts, type, payload, owner_id
     ), run AS (
         INSERT INTO job_runs (job_id, attempt, claim_token, worker_id)
@@ -129,12 +149,13 @@ END_RUNS = f"""
         FROM ended e
         WHERE jobs.id = e.id AND jobs.claim_token = e.token AND jobs.status = {RUNNING}
         RETURNING jobs.id, jobs.owner_id, jobs.status, jobs.attempts, jobs.scheduled_at, e.token, e.outcome,
-                  -- the statement's snapshot: the owner's running jobs, this one included ($10 > 0 only)
-                  CASE WHEN $10 > 0 THEN {OWNER_RUNNING} ELSE 0 END AS owner_running
+                  {owner_cap("$10")} AS owner_cap,
+                  -- the statement's snapshot: the owner's running jobs, this one included (capped only)
+                  CASE WHEN {owner_cap("$10")} > 0 THEN {OWNER_RUNNING} ELSE 0 END AS owner_running
     ), runs AS (
         UPDATE job_runs SET ended_at = now(), outcome = j.outcome FROM j WHERE job_runs.claim_token = j.token
     )
-    SELECT id, owner_id, status, attempts, scheduled_at, owner_running FROM j
+    SELECT id, owner_id, status, attempts, scheduled_at, owner_cap, owner_running FROM j
 """
 LAPSED = f"""
     SELECT id, claim_token, attempts, max_attempts, cancel_requested FROM jobs
@@ -166,7 +187,7 @@ DUE_WAITING = f"""
     WHERE status IN ({WAITING}) AND NOT cancel_requested
       AND updated_at < now() - make_interval(secs => $1)
       AND scheduled_at < now() + make_interval(secs => $3)
-      AND ($4 = 0 OR {OWNER_RUNNING} < $4)
+      AND ({owner_cap("$4")} = 0 OR {OWNER_RUNNING} < {owner_cap("$4")})
     ORDER BY scheduled_at LIMIT $2
 """
 # The owner's next due jobs, for the slots its ended runs freed.
@@ -211,8 +232,8 @@ def _end_row(job_id: uuid.UUID, token: uuid.UUID, end: RunEnd) -> tuple[Any, ...
     return job_id, token, status, refund, end.result, end.result_file, end.error, end.retry_in_s, outcome
 
 
-def _ended(row: asyncpg.Record, owner_cap: int) -> EndedRun:
-    capped = owner_cap > 0 and row["owner_running"] >= owner_cap
+def _ended(row: asyncpg.Record) -> EndedRun:
+    capped = row["owner_cap"] > 0 and row["owner_running"] >= row["owner_cap"]
     return EndedRun(
         row["id"], JobStatus(row["status"]), row["attempts"], row["scheduled_at"], row["owner_id"], capped
     )
@@ -238,16 +259,26 @@ class JobRepository:
         row = await self.db.fetchrow(GET_OWNED, job_id, owner_id)
         return None if row is None else JobRecord.from_row(row)
 
+    async def get(self, job_id: uuid.UUID) -> JobRecord | None:
+        """The job, whoever owns it (an admin's lookup)."""
+        row = await self.db.fetchrow(GET, job_id)
+        return None if row is None else JobRecord.from_row(row)
+
     async def get_many(self, ids: Sequence[uuid.UUID]) -> list[JobRecord]:
         """These jobs (whoever owns them; callers check), in no particular order."""
         return [JobRecord.from_row(r) for r in await self.db.fetch(GET_MANY, list(ids))]
 
     async def list_owned(
-        self, owner_id: uuid.UUID, filters: JobFilters, limit: int, before: tuple[datetime, uuid.UUID] | None
+        self,
+        owner_id: uuid.UUID | None,
+        filters: JobFilters,
+        limit: int,
+        before: tuple[datetime, uuid.UUID] | None,
     ) -> list[JobRecord]:
-        """A page of the owner's jobs, newest first, strictly older than the `before` cursor."""
+        """A page of the owner's jobs (every owner's if None), newest first, strictly older than `before`."""
         created, job_id = before if before is not None else (None, None)
-        rows = await self.db.fetch(LIST, *filters.params(owner_id), created, job_id, limit)
+        statement = LIST if owner_id is not None else LIST_ANY_OWNER
+        rows = await self.db.fetch(statement, *filters.params(owner_id), created, job_id, limit)
         return [JobRecord.from_row(r) for r in rows]
 
     async def count_owned(self, owner_id: uuid.UUID, filters: JobFilters) -> int:
@@ -301,7 +332,7 @@ class JobRepository:
 
     async def claim(self, job_id: uuid.UUID, worker_id: str, lease_s: float, owner_cap: int) -> Claim | None:
         """Take a waiting, due job for one run; None if another delivery or worker got it first, or its
-        owner already runs `owner_cap` jobs (0: no cap)."""
+        owner already runs as many jobs as its key's max_running, else `owner_cap` (0: no cap)."""
         token = uuid.uuid4()
         row = await self.db.fetchrow(CLAIM, job_id, token, worker_id, float(lease_s), owner_cap)
         if row is None:
@@ -321,7 +352,7 @@ class JobRepository:
         values = [_end_row(job_id, token, end) for job_id, token, end in ends]
         columns = [list(column) for column in zip(*values, strict=True)]
         rows = await self.db.fetch(END_RUNS, *columns, owner_cap)
-        return [_ended(r, owner_cap) for r in rows]
+        return [_ended(r) for r in rows]
 
     # --- reconcile and purge ---------------------------------------------------------------------
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from backend.adapters.ratelimit import FailureThrottle
 from backend.db.pool import Executor
+from backend.domain.enums import KeyRole
 from backend.domain.errors import AuthThrottled
-from backend.repo.api_keys import ApiKeyRepository
+from backend.repo.api_keys import ApiKeyRecord, ApiKeyRepository
 
 KEY_PREFIX = "jp_"
 
@@ -32,6 +33,18 @@ class Principal:
 
     id: uuid.UUID
     name: str
+    role: KeyRole = KeyRole.CLIENT
+    rate_limit: str | None = None  # this key's own RATE_LIMIT, if it has one
+
+    @property
+    def is_admin(self) -> bool:
+        """True for an admin key (every tenant's jobs, the key list)."""
+        return self.role is KeyRole.ADMIN
+
+    @classmethod
+    def of(cls, key: ApiKeyRecord) -> Principal:
+        """The principal a stored key authenticates as."""
+        return cls(key.id, key.name, key.role, key.rate_limit)
 
 
 class Authenticator:
@@ -65,24 +78,55 @@ class Authenticator:
             if throttle is not None and client:
                 await throttle.record(client)
             return None
-        principal = Principal(row.id, row.name)
+        principal = Principal.of(row)
         if self._ttl > 0:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[digest] = (now + self._ttl, principal)
         return principal
 
+    def forget(self, key_id: uuid.UUID) -> None:
+        """Drop this key from this process's cache (the others forget it within `cache_seconds`)."""
+        for digest in [d for d, (_, p) in self._cache.items() if p.id == key_id]:
+            self._cache.pop(digest, None)
 
-async def create_key(db: Executor, name: str, raw: str | None = None) -> tuple[str, uuid.UUID]:
+
+async def create_key(
+    db: Executor,
+    name: str,
+    raw: str | None = None,
+    role: KeyRole = KeyRole.CLIENT,
+    max_running: int | None = None,
+    rate_limit: str | None = None,
+) -> tuple[str, uuid.UUID]:
     """Store a key (a new random one unless `raw` is given); returns the secret and its id."""
-    raw = raw or generate_key()
-    row = await ApiKeyRepository(db).add(name, hash_key(raw))
+    raw, row = await add_key(db, name, raw, role, max_running, rate_limit)
     return raw, row.id
 
 
+async def add_key(
+    db: Executor,
+    name: str,
+    raw: str | None = None,
+    role: KeyRole = KeyRole.CLIENT,
+    max_running: int | None = None,
+    rate_limit: str | None = None,
+) -> tuple[str, ApiKeyRecord]:
+    """Store a key (a new random one unless `raw` is given); returns the secret and the stored key."""
+    raw = raw or generate_key()
+    row = await ApiKeyRepository(db).add(name, hash_key(raw), role, max_running, rate_limit)
+    return raw, row
+
+
 async def ensure_key(db: Executor, raw: str, name: str = "bootstrap") -> uuid.UUID:
-    """Make sure this exact key exists (idempotent); used for BOOTSTRAP_API_KEY."""
-    existing = await ApiKeyRepository(db).by_hash(hash_key(raw))
-    if existing is not None:
-        return existing.id
-    return (await create_key(db, name, raw))[1]
+    """Make sure this exact key exists as an admin key (idempotent); used for BOOTSTRAP_API_KEY.
+
+    A bootstrap key stored before keys had roles is made admin: it is the operator's key.
+    """
+    keys = ApiKeyRepository(db)
+    existing = await keys.by_hash(hash_key(raw))
+    if existing is None:
+        return (await create_key(db, name, raw, KeyRole.ADMIN))[1]
+    if existing.role is not KeyRole.ADMIN:
+        await keys.set_role(existing.id, KeyRole.ADMIN)
+    return existing.id

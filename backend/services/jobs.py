@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import builtins
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from backend.domain.errors import (
 from backend.domain.job_types import SPECS
 from backend.domain.jobs import BulkRequest, BulkResult, JobPublic, JobSubmission, job_location
 from backend.domain.lifecycle import CANCELLED_BY_REQUEST, Event, next_status, sources
-from backend.domain.records import JobRecord
+from backend.domain.records import JobRecord, RunRecord
 from backend.repo.idempotency import IdempotencyRepository, StoredResponse
 from backend.repo.jobs import JobFilters, JobRepository
 from backend.resources import Resources
@@ -71,22 +72,25 @@ class JobService:
         self.jobs = JobRepository(resources.pool)
 
     async def submit(
-        self, owner_id: uuid.UUID, body: JobSubmission, idem: IdempotencyKey | None
+        self, owner_id: uuid.UUID, body: JobSubmission, idem: IdempotencyKey | None, show_owner: bool = False
     ) -> Submitted:
-        """Store the job (and its idempotency record, in the same transaction), then enqueue it."""
+        """Store the job (and its idempotency record, in the same transaction), then enqueue it.
+
+        `show_owner`: the response is an admin's view (with `owner_id`)."""
         self._allowed(body)
         await self.quotas.check(owner_id)
         values = self._new_job(owner_id, body)
         if idem is None:
             job = await self.jobs.insert(values)  # one statement, committed on its own
         else:
-            outcome = await self._submit_with_key(owner_id, values, idem.request(body))
+            outcome = await self._submit_with_key(owner_id, values, idem.request(body), show_owner)
             if isinstance(outcome, Submitted):
                 return outcome
             job = outcome
         self.quotas.accepted(owner_id)
         await self.queue.enqueue(job.id, 0, job.scheduled_at)
-        return Submitted(201, JobPublic.of(job).model_dump(mode="json"), job_location(job.id), replayed=False)
+        view = JobPublic.of(job, show_owner).model_dump(mode="json")
+        return Submitted(201, view, job_location(job.id), replayed=False)
 
     def _allowed(self, body: JobSubmission) -> None:
         if SPECS[body.type].diagnostic and not self.settings.diagnostic_jobs_enabled:
@@ -106,7 +110,7 @@ class JobService:
         }
 
     async def _submit_with_key(
-        self, owner_id: uuid.UUID, values: dict[str, Any], idem: IdempotencyRequest
+        self, owner_id: uuid.UUID, values: dict[str, Any], idem: IdempotencyRequest, show_owner: bool
     ) -> JobRecord | Submitted:
         """Job, key record and stored response in one transaction; the replay if the key is taken."""
         ttl = self.settings.idempotency_ttl_hours * 3600
@@ -115,7 +119,7 @@ class JobService:
             try:
                 async with conn.transaction():
                     job = await JobRepository(conn).insert(values)
-                    body = JobPublic.of(job).model_dump(mode="json")
+                    body = JobPublic.of(job, show_owner).model_dump(mode="json")
                     response = StoredResponse(idem.fingerprint, 201, body, job_location(job.id))
                     if not await keys.store_first(owner_id, idem.key, ttl, response, job.id):
                         raise _KeyTaken()
@@ -134,22 +138,27 @@ class JobService:
             raise IdempotencyKeyReused()
         return Submitted(record.status_code, record.response_body, record.location, replayed=True)
 
-    async def get(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> JobRecord:
-        """The owner's job or JobNotFound."""
-        job = await self.jobs.get_owned(owner_id, job_id)
+    async def get(self, owner_id: uuid.UUID | None, job_id: uuid.UUID) -> JobRecord:
+        """The owner's job (any owner's if None) or JobNotFound."""
+        job = await (self.jobs.get(job_id) if owner_id is None else self.jobs.get_owned(owner_id, job_id))
         if job is None:
             raise JobNotFound()
         return job
 
     async def list(
-        self, owner_id: uuid.UUID, filters: JobFilters, limit: int, cursor: str | None
+        self, owner_id: uuid.UUID | None, filters: JobFilters, limit: int, cursor: str | None
     ) -> tuple[list[JobRecord], str | None]:
-        """A page of jobs, newest first, and the cursor for the next page (None at the end)."""
+        """A page of the owner's jobs (every owner's if None), newest first, and the cursor for the next
+        page (None at the end)."""
         before = decode_cursor(cursor) if cursor else None
         rows = await self.jobs.list_owned(owner_id, filters, limit + 1, before)
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, (encode_cursor(rows[-1]) if more and rows else None)
+
+    async def runs(self, job: JobRecord) -> builtins.list[RunRecord]:
+        """Every claim of the job, in order."""
+        return await self.jobs.runs_of(job.id)
 
     async def cancel(self, job: JobRecord) -> JobRecord:
         """Cancel a waiting job now, or ask the worker to abort a running one; 409 once terminal."""

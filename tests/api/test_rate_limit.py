@@ -53,3 +53,11 @@ async def test_a_429_is_not_stored_for_the_idempotency_key(isolated: Any) -> Non
         await asyncio.sleep(float(limited.headers["retry-after"]))
         fresh = await client.post("/jobs", json=BODY, headers={"Idempotency-Key": "k"})
         assert fresh.status_code == 201 and "idempotent-replayed" not in fresh.headers
+
+
+async def test_a_keys_own_limit_overrides_rate_limit(isolated: Any) -> None:
+    async with isolated(workers=0, rate_limit="2/hour") as stack:
+        generous = await stack.new_key("generous", rate_limit="5/hour")
+        async with await stack.client(generous) as client, await stack.client() as default:
+            assert [(await client.get("/jobs")).status_code for _ in range(6)] == [200] * 5 + [429]
+            assert [(await default.get("/jobs")).status_code for _ in range(3)] == [200, 200, 429]

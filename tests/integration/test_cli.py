@@ -78,3 +78,32 @@ async def test_keys_are_listed_and_revoked_by_id_never_by_their_secret(stack: St
     assert not_an_id.returncode == 2 and "not a key id" in not_an_id.stderr
     after = {r["id"]: r["revoked_at"] for r in await db.fetch(stack.settings, "SELECT * FROM api_keys")}
     assert after == states
+
+
+async def test_keys_create_with_a_role_and_limits(stack: Stack) -> None:
+    env = settings_env(stack.settings)
+    args = ["keys", "create", "ops", "--role", "admin", "--max-running", "3", "--rate-limit", "50/minute"]
+    created = await asyncio.to_thread(_run, args, env)
+    assert created.returncode == 0, created.stderr
+    key, id_line = created.stdout.splitlines()
+    key_id = uuid.UUID(id_line.removeprefix("id "))
+    rows = await db.fetch(
+        stack.settings, "SELECT role, max_running, rate_limit FROM api_keys WHERE id = $1", key_id
+    )
+    assert tuple(rows[0]) == ("admin", 3, "50/minute")
+    async with await stack.client(key) as admin:
+        assert (await admin.get("/admin/keys")).status_code == 200
+
+    listed = await asyncio.to_thread(_run, ["keys", "list"], env)
+    line = next(line for line in listed.stdout.splitlines() if line.startswith(str(key_id)))
+    assert line.split()[1:4] == ["ops", "active", "admin"]
+    assert "max_running 3" in line and "rate_limit 50/minute" in line
+
+    plain = await asyncio.to_thread(_run, ["keys", "create", "tenant"], env)
+    plain_id = plain.stdout.splitlines()[1].removeprefix("id ")
+    listed = await asyncio.to_thread(_run, ["keys", "list"], env)
+    assert next(ln for ln in listed.stdout.splitlines() if ln.startswith(plain_id)).split()[3] == "client"
+
+    for bad in (["--role", "root"], ["--max-running", "0"], ["--rate-limit", "10/day"]):
+        refused = await asyncio.to_thread(_run, ["keys", "create", "bad", *bad], env)
+        assert refused.returncode == 2 and bad[0] in refused.stderr, refused.stderr

@@ -46,3 +46,14 @@ async def test_workers_appear_with_their_jobs_and_a_killed_one_is_gone_within_a_
         assert [w.pid for w in listed] == [second.pid]
         second.terminate()  # a worker that stops unregisters at once
         assert await _until(stack, lambda ws: not ws, 2) == []
+
+
+async def test_admin_workers_lists_them_and_client_keys_get_403(isolated: Any) -> None:
+    async with isolated(workers=1) as stack, await stack.client() as client:
+        async with await stack.admin_client() as admin:
+            await _until(stack, lambda ws: len(ws) == 1, 15)
+            r = await admin.get("/admin/workers")
+            assert r.status_code == 200, r.text
+            [worker] = r.json()
+            assert worker["pid"] == stack.workers[0].pid and worker["running_job_ids"] == []
+        assert (await client.get("/admin/workers")).status_code == 403

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from backend.core.config import Settings
 from backend.core.embedded import EmbeddedValkey, create_database, database_url, free_port
+from backend.domain.enums import KeyRole
 from backend.launcher import ChildProcess, platform_command
 from backend.main import create_app
 from backend.services.auth import create_key
@@ -83,11 +84,15 @@ class Stack:
         self.workers.append(worker)
         return worker
 
-    async def new_key(self, name: str = "test") -> str:
-        """A fresh API key (each test sees only its own jobs)."""
+    async def new_key(self, name: str = "test", role: KeyRole = KeyRole.CLIENT, **limits: Any) -> str:
+        """A fresh API key (each test sees only its own jobs); `limits`: max_running, rate_limit."""
         async with db.pool(self.settings) as pool:
-            raw, _ = await create_key(pool, name)
+            raw, _ = await create_key(pool, name, None, role, **limits)
         return raw
+
+    async def admin_client(self) -> httpx.AsyncClient:
+        """An HTTP client for this stack's app with a fresh admin key."""
+        return await self.client(await self.new_key("admin", KeyRole.ADMIN))
 
     async def client(self, key: str | None = None) -> httpx.AsyncClient:
         """An HTTP client for this stack's app, authenticated with `key` (a new one if omitted)."""
