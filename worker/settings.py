@@ -16,7 +16,7 @@ from backend.core.config import Settings, get_settings
 from backend.domain.job_types import MAX_TIMEOUT_S
 from backend.resources import open_resources
 from backend.services.purge import purge
-from backend.services.reconcile import reconcile
+from backend.services.reconcile import lifeline, reconcile
 from backend.services.workers import registered
 from worker.runtime import Runtime
 
@@ -53,6 +53,7 @@ def make_startup(settings: Settings) -> Any:
         res = await stack.enter_async_context(open_resources(settings, pool_size, redis=ctx["redis"]))
         runtime = ctx["runtime"] = Runtime(res, worker_id())
         await stack.enter_async_context(registered(res, runtime.worker_id, runtime.heartbeat_interval))
+        await stack.enter_async_context(lifeline(res, settings.reconcile_every_seconds))
         log.info("worker ready", extra={"worker_id": runtime.worker_id})
 
     return startup

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import random
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -32,25 +36,57 @@ def _lapsed_end(res: Resources, row: asyncpg.Record) -> RunEnding:
     return row["id"], row["claim_token"], decide(Ending.LEASE_LAPSED, run, res.retry_policy)
 
 
-async def reconcile(res: Resources) -> ReconcileReport:
-    """Recover running jobs whose lease lapsed, and re-enqueue waiting jobs Redis does not hold."""
-    report = ReconcileReport()
+async def recover_lapsed(res: Resources) -> int:
+    """Take back running jobs whose lease lapsed (their worker died or froze): retry, fail or cancel them.
+
+    Safe in every worker at once without a shared lock: `FOR UPDATE SKIP LOCKED` gives each lapsed run
+    to one caller, and the write is fenced by its claim token. So a worker frozen while holding the
+    reconcile lock can never stop recovery.
+    """
+    cap = res.settings.max_running_jobs_per_key
     async with res.pool.acquire() as conn, conn.transaction():
-        if not await try_xact_lock(conn, RECONCILE_LOCK):
-            return report
-        repo = JobRepository(conn)
-        lapsed = [_lapsed_end(res, row) for row in await repo.lock_lapsed(RECONCILE_BATCH)]
-        s = res.settings
-        cap = s.max_running_jobs_per_key
+        rows = await JobRepository(conn).lock_lapsed(RECONCILE_BATCH)
+        lapsed = [_lapsed_end(res, row) for row in rows]
         recovered = await record_ends(conn, lapsed, cap) if lapsed else []
-        waiting = await repo.due_waiting(
-            s.reconcile_grace_seconds, RECONCILE_BATCH, s.queue_horizon_seconds, cap
-        )
-    await forget_dead_workers(res)
-    report.recovered = len(recovered)
     for run in recovered:
         log.warning("lease lapsed; job recovered", extra={"job_id": str(run.job_id), "status": run.status})
     await requeue_after(res.pool, res.queue, recovered)
+    return len(recovered)
+
+
+@contextlib.asynccontextmanager
+async def lifeline(res: Resources, every_s: float) -> AsyncIterator[None]:
+    """Recover lapsed runs every `every_s` seconds from this worker, besides the reconcile cron (a loop of
+    the worker's own, so recovery does not depend on the queue delivering cron ticks)."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(every_s * random.uniform(0.8, 1.2))
+            try:
+                await recover_lapsed(res)
+            except Exception as exc:  # the next round tries again; reconcile also recovers
+                log.warning("lease recovery failed", extra={"error": type(exc).__name__})
+
+    task = asyncio.create_task(loop(), name="lifeline")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def reconcile(res: Resources) -> ReconcileReport:
+    """Recover running jobs whose lease lapsed, and re-enqueue waiting jobs Redis does not hold."""
+    report = ReconcileReport(recovered=await recover_lapsed(res))
+    s = res.settings
+    async with res.pool.acquire() as conn, conn.transaction():
+        if not await try_xact_lock(conn, RECONCILE_LOCK):
+            return report
+        waiting = await JobRepository(conn).due_waiting(
+            s.reconcile_grace_seconds, RECONCILE_BATCH, s.queue_horizon_seconds, s.max_running_jobs_per_key
+        )
+    await forget_dead_workers(res)
     held = await res.queue.held([(row["id"], row["attempts"]) for row in waiting])
     for row, is_held in zip(waiting, held, strict=True):
         if not is_held and await res.queue.enqueue(row["id"], row["attempts"], row["scheduled_at"]):
