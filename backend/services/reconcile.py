@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import random
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
 
+from backend.core.periodic import repeating
 from backend.domain.lifecycle import Ending, RunState, decide
 from backend.repo.jobs import JobRepository
 from backend.resources import Resources
@@ -54,26 +52,10 @@ async def recover_lapsed(res: Resources) -> int:
     return len(recovered)
 
 
-@contextlib.asynccontextmanager
-async def lifeline(res: Resources, every_s: float) -> AsyncIterator[None]:
+def lifeline(res: Resources, every_s: float) -> contextlib.AbstractAsyncContextManager[None]:
     """Recover lapsed runs every `every_s` seconds from this worker, besides the reconcile cron (a loop of
     the worker's own, so recovery does not depend on the queue delivering cron ticks)."""
-
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(every_s * random.uniform(0.8, 1.2))
-            try:
-                await recover_lapsed(res)
-            except Exception as exc:  # the next round tries again; reconcile also recovers
-                log.warning("lease recovery failed", extra={"error": type(exc).__name__})
-
-    task = asyncio.create_task(loop(), name="lifeline")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    return repeating("lease recovery", lambda: recover_lapsed(res), every_s, jitter=0.2)
 
 
 async def reconcile(res: Resources) -> ReconcileReport:

@@ -3,44 +3,31 @@ one that dies drops out of the list within a lease, and reconcile forgets it."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import os
 import socket
 from collections.abc import AsyncIterator
 
+from backend.core.periodic import repeating
 from backend.domain.records import WorkerRecord
 from backend.repo.workers import WorkerRepository
 from backend.resources import Resources
 
-log = logging.getLogger(__name__)
-
 FORGET_AFTER_S = 3600  # a killed worker's row is deleted after this; it left the live list long before
-
-
-async def _beat_forever(repo: WorkerRepository, worker_id: str, queue_name: str, every_s: float) -> None:
-    host, pid = socket.gethostname(), os.getpid()
-    while True:
-        try:
-            await repo.beat(worker_id, host, pid, queue_name)
-        except Exception as exc:  # the registry is for people; a missed beat only makes it stale
-            log.warning("worker registry beat failed", extra={"error": type(exc).__name__})
-        await asyncio.sleep(every_s)
 
 
 @contextlib.asynccontextmanager
 async def registered(res: Resources, worker_id: str, every_s: float) -> AsyncIterator[None]:
-    """Keep this worker in the registry while the block runs."""
+    """Keep this worker in the registry while the block runs; unregister it when the block ends."""
     repo = WorkerRepository(res.pool)
-    task = asyncio.create_task(_beat_forever(repo, worker_id, res.settings.queue_name, every_s))
+    host, pid, queue_name = socket.gethostname(), os.getpid(), res.settings.queue_name
     try:
-        yield
+        async with repeating(
+            "worker registry beat", lambda: repo.beat(worker_id, host, pid, queue_name), every_s
+        ):
+            yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # a worker that cannot unregister drops out within a lease
             await repo.remove(worker_id)
 
 
