@@ -106,7 +106,7 @@ async def _keys(args: argparse.Namespace) -> int:
     from backend.db.pool import create_pool
     from backend.domain.enums import KeyRole
     from backend.repo.api_keys import ApiKeyRepository
-    from backend.services.auth import create_key
+    from backend.services.auth import add_key
 
     action, arg = args.action, args.name
     pool = await create_pool(get_settings().require_database_url(), 1)
@@ -114,8 +114,8 @@ async def _keys(args: argparse.Namespace) -> int:
         repo = ApiKeyRepository(pool)
         if action == "create":
             role = KeyRole(args.role)
-            raw, new_id = await create_key(pool, arg or "cli", None, role, args.max_running, args.rate_limit)
-            print(f"{raw}\nid {new_id}")
+            raw, key = await add_key(pool, arg or "cli", None, role, args.max_running, args.rate_limit)
+            print(f"{raw}\nid {key.id}")
         elif action == "list":
             for k in await repo.all():
                 state = "revoked" if k.revoked_at else "active"

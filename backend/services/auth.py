@@ -92,15 +92,10 @@ class Authenticator:
 
 
 async def create_key(
-    db: Executor,
-    name: str,
-    raw: str | None = None,
-    role: KeyRole = KeyRole.CLIENT,
-    max_running: int | None = None,
-    rate_limit: str | None = None,
+    db: Executor, name: str, raw: str | None = None, role: KeyRole = KeyRole.CLIENT
 ) -> tuple[str, uuid.UUID]:
-    """Store a key (a new random one unless `raw` is given); returns the secret and its id."""
-    raw, row = await add_key(db, name, raw, role, max_running, rate_limit)
+    """Store a key with no limits of its own; returns the secret and its id (`add_key` sets limits)."""
+    raw, row = await add_key(db, name, raw, role)
     return raw, row.id
 
 

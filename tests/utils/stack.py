@@ -23,7 +23,7 @@ from backend.core.embedded import EmbeddedValkey, create_database, database_url,
 from backend.domain.enums import KeyRole
 from backend.launcher import ChildProcess, platform_command
 from backend.main import create_app
-from backend.services.auth import create_key
+from backend.services.auth import add_key
 from tests.utils import db
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +87,7 @@ class Stack:
     async def new_key(self, name: str = "test", role: KeyRole = KeyRole.CLIENT, **limits: Any) -> str:
         """A fresh API key (each test sees only its own jobs); `limits`: max_running, rate_limit."""
         async with db.pool(self.settings) as pool:
-            raw, _ = await create_key(pool, name, None, role, **limits)
+            raw, _ = await add_key(pool, name, None, role, **limits)
         return raw
 
     async def admin_client(self) -> httpx.AsyncClient:
