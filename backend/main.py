@@ -18,7 +18,9 @@ from backend.repo.jobs import JobRepository
 from backend.resources import Resources, open_resources
 from backend.services.auth import Authenticator, ensure_key
 from backend.services.quotas import QuotaGuard
+from backend.services.sessions import SessionService
 from backend.services.watch import JobWatcher
+from backend.ui import install_ui
 
 EVENTS_POLL_S = 0.25  # one query per interval per API process, whatever the number of streams
 
@@ -43,7 +45,9 @@ async def build_state(res: Resources) -> AppState:
     watcher = JobWatcher(JobRepository(res.pool), EVENTS_POLL_S, settings.sse_max_streams_per_key)
     quotas = QuotaGuard(JobRepository(res.pool), settings)
     authenticator = Authenticator(res.pool, settings.auth_cache_seconds, failures)
-    return AppState(res, authenticator, watcher, quotas, limiter)
+    secret = settings.ui_session_secret.get_secret_value() if settings.ui_session_secret else None
+    sessions = SessionService(res.pool, authenticator, settings.ui_session_hours * 3600, secret)
+    return AppState(res, authenticator, watcher, quotas, limiter, sessions)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -74,4 +78,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(downloads.router)
     install_docs(app)
+    install_ui(app)
     return app

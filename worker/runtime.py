@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from backend.domain.errors import JobFailure, PermanentJobError
 from backend.domain.job_types import SPECS
+from backend.domain.jobs import MAX_ERROR_CHARS
 from backend.domain.lifecycle import Ending, RunEnd, RunState, decide, succeeded
 from backend.domain.records import Claim
 from backend.repo.jobs import JobRepository
@@ -21,8 +22,6 @@ from worker.context import JobContext, Outcome, Progress
 from worker.tasks import HANDLERS
 
 log = logging.getLogger(__name__)
-
-MAX_ERROR_CHARS = 2000
 
 
 # A result PostgreSQL cannot take (NaN, an integer past 4,300 digits, ...) is the run's fault, not the

@@ -1,4 +1,4 @@
-"""Admin routes (admin keys only): the key list, new keys, revocation, the live workers."""
+"""Admin routes (admin keys only): the key list, new keys, revocation, the live workers, paused types."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from fastapi import APIRouter, Body, Depends
 
 from backend.api.deps import ADMIN_RESPONSES, AUTH_RESPONSES, StateDep, admin_key
 from backend.api.json_body import JsonBodyRoute
+from backend.domain.job_types import TypeState
 from backend.domain.keys import KeyCreate, KeyCreated, KeyPublic
 from backend.domain.workers import WorkerPublic
 from backend.services.keys import KeyAdmin
+from backend.services.types import TypeControl
 from backend.services.workers import live_workers
 
 router = APIRouter(
@@ -56,3 +58,32 @@ async def revoke_key(key_id: uuid.UUID, keys: KeyAdminDep) -> KeyPublic:
 async def list_workers(state: StateDep) -> list[WorkerPublic]:
     """Worker processes seen within one lease (a killed one drops out within a lease), with their jobs."""
     return [WorkerPublic.model_validate(w) for w in await live_workers(state.resources)]
+
+
+TYPE_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No job type has this name"}}
+
+
+async def get_type_control(state: StateDep) -> TypeControl:
+    """Pausing and resuming job types."""
+    return TypeControl(state.resources)
+
+
+TypeControlDep = Annotated[TypeControl, Depends(get_type_control)]
+
+
+@router.get("/types")
+async def list_types(types: TypeControlDep) -> list[TypeState]:
+    """Every job type and whether it is paused."""
+    return await types.all()
+
+
+@router.post("/types/{job_type}/pause", responses=TYPE_NOT_FOUND)
+async def pause_type(job_type: str, types: TypeControlDep) -> TypeState:
+    """Pause a job type fleet-wide: its waiting jobs stay waiting (none is lost); running ones finish."""
+    return await types.pause(job_type)
+
+
+@router.post("/types/{job_type}/resume", responses=TYPE_NOT_FOUND)
+async def resume_type(job_type: str, types: TypeControlDep) -> TypeState:
+    """Resume a paused job type: its waiting jobs are put back on the queue at once."""
+    return await types.resume(job_type)

@@ -8,6 +8,7 @@ from backend.adapters.ratelimit import RateLimiter
 from backend.resources import Resources
 from backend.services.auth import Authenticator
 from backend.services.quotas import QuotaGuard
+from backend.services.sessions import SessionService
 from backend.services.watch import JobWatcher
 
 
@@ -20,3 +21,4 @@ class AppState:
     watcher: JobWatcher
     quotas: QuotaGuard
     rate_limiter: RateLimiter
+    sessions: SessionService

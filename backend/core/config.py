@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_KEYS = {"changeme", "change-me", "secret", "dev"}
@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     sse_max_streams_per_key: int = Field(default=10, ge=1, description="Open event streams per API key.")
     sse_max_seconds: float = Field(
         default=300, gt=0, description="An event stream ends after this long; the client reconnects."
+    )
+
+    ui_session_hours: float = Field(default=12, gt=0, description="A dashboard sign-in lasts this long.")
+    ui_session_secret: SecretStr | None = Field(
+        default=None, description="Signs dashboard cookies; unset: a random secret kept in the database."
+    )
+    ui_secure_cookie: bool | None = Field(
+        default=None, description="Mark the session cookie Secure; unset: when the request came over https."
     )
 
     worker_concurrency: int = Field(default=20, ge=1)

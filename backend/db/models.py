@@ -34,6 +34,13 @@ RUNNING = f"status = '{JobStatus.RUNNING.value}'"
 TERMINAL = f"status IN ({sql_list(TERMINAL_STATUSES)})"
 
 
+# 256 bits from PostgreSQL's strong random source, made once per deployment.
+RANDOM_SECRET = (
+    "encode(sha256(convert_to(gen_random_uuid()::text || gen_random_uuid()::text || "
+    "gen_random_uuid()::text, 'UTF8')), 'hex')"
+)
+
+
 def _now() -> Any:
     return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
@@ -169,6 +176,36 @@ class Deployment(Base):
     singleton: Mapped[bool] = mapped_column(primary_key=True, server_default="true")
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     created_at: Mapped[datetime] = _now()
+    # Signs dashboard session cookies (unless UI_SESSION_SECRET is set): random, made with the row.
+    session_secret: Mapped[str] = mapped_column(
+        String(64), nullable=False, server_default=text(RANDOM_SECRET)
+    )
+
+
+class UiSession(Base):
+    """A dashboard sign-in: the sha256 of the cookie's random token, for one API key, until it expires.
+
+    Server-side, so that signing out or revoking the key ends it at once (a stateless cookie would live on).
+    """
+
+    __tablename__ = "ui_sessions"
+    __table_args__ = (Index("ix_ui_sessions_expires_at", "expires_at"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=False
+    )
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class PausedType(Base):
+    """A job type an admin paused: its waiting jobs are not claimed (running ones finish) until resumed."""
+
+    __tablename__ = "paused_types"
+
+    type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    paused_at: Mapped[datetime] = _now()
 
 
 class WorkerProcess(Base):

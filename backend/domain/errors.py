@@ -26,6 +26,10 @@ class KeyNotFound(PlatformError):
     """API key not found"""
 
 
+class UnknownJobType(PlatformError):
+    """No job type has this name"""
+
+
 class JobStateConflict(PlatformError):
     """The job's current status does not allow this operation"""
 

@@ -8,8 +8,11 @@ fails if any part is missing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
 
 from backend.domain.payloads import (
     CsvReportPayload,
@@ -60,3 +63,11 @@ else:
     JobType = StrEnum("JobType", {spec.name.upper(): spec.name for spec in JOB_TYPES})
     JobType.__doc__ = "The kinds of work the platform runs."
     JobsExportPayload.model_rebuild(_types_namespace={"JobType": JobType})
+
+
+class TypeState(BaseModel):
+    """A job type as admins see it: paused or not."""
+
+    type: str
+    paused: bool = Field(description="Waiting jobs of a paused type are not started until it is resumed.")
+    paused_at: datetime | None

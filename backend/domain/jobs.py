@@ -32,6 +32,7 @@ def job_location(job_id: uuid.UUID) -> str:
 
 
 MAX_TAGS = 20
+MAX_ERROR_CHARS = 2000  # a job's `error` is cut to this length
 Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$")]
 SearchText = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
 
@@ -214,6 +215,9 @@ class BulkRequest(BaseModel):
         default=None, max_length=MAX_TAGS, description="Jobs carrying all of these."
     )
     q: SearchText | None = Field(default=None, description="A job id, or the start of a job's name.")
+    error: str | None = Field(
+        default=None, max_length=MAX_ERROR_CHARS, description="Only jobs whose `error` is exactly this."
+    )
     dry_run: bool = Field(
         default=False, strict=True, description="Count the jobs the action applies to; change nothing."
     )

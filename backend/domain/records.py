@@ -123,3 +123,13 @@ class WorkerRecord:
     started_at: datetime
     last_seen: datetime
     running_job_ids: list[uuid.UUID]
+
+
+@dataclass(frozen=True, slots=True)
+class FailureGroup:
+    """Failed jobs sharing a type and an error (the dashboard's failures page)."""
+
+    type: str
+    error: str | None
+    jobs: int
+    last_seen: datetime

@@ -37,7 +37,8 @@ class ApiKeyRecord:
     revoked_at: datetime | None
 
 
-def _record(row: asyncpg.Record | None) -> ApiKeyRecord | None:
+def record_of(row: asyncpg.Record | None) -> ApiKeyRecord | None:
+    """The stored key a row describes (None for no row)."""
     if row is None:
         return None
     values = dict(row.items())
@@ -46,7 +47,7 @@ def _record(row: asyncpg.Record | None) -> ApiKeyRecord | None:
 
 
 def _found(row: asyncpg.Record | None) -> ApiKeyRecord:
-    record = _record(row)
+    record = record_of(row)
     assert record is not None
     return record
 
@@ -59,11 +60,11 @@ class ApiKeyRepository:
 
     async def active_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         """The unrevoked key with this hash."""
-        return _record(await self.db.fetchrow(ACTIVE_BY_HASH, key_hash))
+        return record_of(await self.db.fetchrow(ACTIVE_BY_HASH, key_hash))
 
     async def by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         """The key with this hash, revoked or not."""
-        return _record(await self.db.fetchrow(BY_HASH, key_hash))
+        return record_of(await self.db.fetchrow(BY_HASH, key_hash))
 
     async def add(
         self,
@@ -83,8 +84,8 @@ class ApiKeyRepository:
 
     async def revoke(self, key_id: uuid.UUID) -> ApiKeyRecord | None:
         """Revoke exactly this key (again is harmless); None if no key has this id."""
-        return _record(await self.db.fetchrow(REVOKE, key_id))
+        return record_of(await self.db.fetchrow(REVOKE, key_id))
 
     async def set_role(self, key_id: uuid.UUID, role: KeyRole) -> ApiKeyRecord | None:
         """Give this key a role; None if no key has this id."""
-        return _record(await self.db.fetchrow(SET_ROLE, key_id, role.value))
+        return record_of(await self.db.fetchrow(SET_ROLE, key_id, role.value))

@@ -18,7 +18,7 @@ import asyncpg
 from backend.db.pool import Executor
 from backend.domain.enums import TERMINAL_STATUSES, WAITING_STATUSES, JobStatus, sql_list
 from backend.domain.lifecycle import Event, RunEnd, sources
-from backend.domain.records import Claim, EndedRun, JobRecord, RunRecord
+from backend.domain.records import Claim, EndedRun, FailureGroup, JobRecord, RunRecord
 
 RUNNING = f"'{JobStatus.RUNNING.value}'"
 WAITING = sql_list(WAITING_STATUSES)
@@ -35,14 +35,16 @@ class JobFilters:
     created_before: datetime | None = None
     tags: Sequence[str] | None = None  # jobs carrying all of them
     search: str | None = None  # a job id, or the start of a name (case-insensitive)
+    error: str | None = None  # exactly this error (the dashboard's failure groups)
 
     def params(self, owner_id: uuid.UUID | None) -> tuple[Any, ...]:
-        """$1..$8 of `FILTERED`."""
+        """$1..$9 of `FILTERED`."""
         statuses = [str(s) for s in self.statuses] if self.statuses else None
         types = [str(t) for t in self.types] if self.types else None
         tags = list(self.tags) if self.tags else None
         job_id, name_prefix = _search_terms(self.search)
-        return owner_id, statuses, types, self.created_after, self.created_before, tags, name_prefix, job_id
+        after, before = self.created_after, self.created_before
+        return owner_id, statuses, types, after, before, tags, name_prefix, job_id, self.error
 
 
 def _search_terms(search: str | None) -> tuple[uuid.UUID | None, str | None]:
@@ -64,6 +66,7 @@ FILTERS = """
     AND ($6::text[] IS NULL OR tags @> $6::text[])
     AND ($7::text IS NULL OR lower(name) LIKE $7)
     AND ($8::uuid IS NULL OR id = $8)
+    AND ($9::text IS NULL OR error = $9)
 """
 FILTERED = "owner_id = $1" + FILTERS
 # Every owner's jobs (an admin's view): $1 is NULL, kept so that both statements number their parameters
@@ -86,9 +89,9 @@ GET_MANY = "SELECT * FROM jobs WHERE id = ANY($1::uuid[])"
 def _page(where: str) -> str:
     return f"""
     SELECT * FROM jobs WHERE {where}
-      AND (created_at, id) < (coalesce($9::timestamptz, 'infinity'),
-                              coalesce($10::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
-    ORDER BY created_at DESC, id DESC LIMIT $11
+      AND (created_at, id) < (coalesce($10::timestamptz, 'infinity'),
+                              coalesce($11::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+    ORDER BY created_at DESC, id DESC LIMIT $12
 """
 
 
@@ -99,6 +102,8 @@ EXPORT_COLUMNS = "id, type, name, status, attempts, error, created_at, started_a
 STREAM = f"SELECT {EXPORT_COLUMNS} FROM jobs WHERE {FILTERED} ORDER BY created_at, id"
 
 # Running jobs of the same owner; with the partial index ix_jobs_owner_running this counts at most the cap.
+# A paused type's waiting jobs are neither claimed nor put back on the queue (resuming enqueues them).
+NOT_PAUSED = "NOT EXISTS (SELECT 1 FROM paused_types p WHERE p.type = jobs.type)"
 OWNER_RUNNING = f"(SELECT count(*) FROM jobs r WHERE r.owner_id = jobs.owner_id AND r.status = {RUNNING})"
 
 
@@ -117,7 +122,7 @@ CLAIM = f"""
                worker_id = $3, lease_expires_at = now() + make_interval(secs => $4),
                started_at = coalesce(started_at, now()), error = NULL, progress = 0, updated_at = now()
         WHERE id = $1 AND status IN ({sql_list(sources(Event.CLAIM))}) AND scheduled_at <= now()
-              AND NOT cancel_requested
+              AND NOT cancel_requested AND {NOT_PAUSED}
               AND ({owner_cap("$5")} = 0 OR jp_owner_below_cap(owner_id, {owner_cap("$5")}, {RUNNING}))
         RETURNING id, attempts, max_attempts, type, payload, owner_id
     ), run AS (
@@ -179,22 +184,37 @@ REQUEUE = """
 """
 # Bulk actions walk the matching jobs a batch at a time along ix_jobs_owner_created (short statements).
 NEXT_IDS = f"""
-    SELECT id, created_at FROM jobs WHERE {FILTERED} AND (created_at, id) > ($9, $10)
-    ORDER BY created_at, id LIMIT $11
+    SELECT id, created_at FROM jobs WHERE {FILTERED} AND (created_at, id) > ($10, $11)
+    ORDER BY created_at, id LIMIT $12
+"""
+# The dashboard's failures page: failed jobs of the last days grouped by error (ix_jobs_terminal_finished).
+FAILURE_GROUPS = f"""
+    SELECT type, error, count(*) AS jobs, max(finished_at) AS last_seen FROM jobs
+    WHERE ($1::uuid IS NULL OR owner_id = $1) AND status = '{JobStatus.FAILED.value}'
+      AND finished_at > now() - make_interval(secs => $2)
+    GROUP BY type, error ORDER BY jobs DESC, last_seen DESC LIMIT $3
 """
 DUE_WAITING = f"""
     SELECT id, attempts, scheduled_at FROM jobs
     WHERE status IN ({WAITING}) AND NOT cancel_requested
       AND updated_at < now() - make_interval(secs => $1)
       AND scheduled_at < now() + make_interval(secs => $3)
-      AND ({owner_cap("$4")} = 0 OR {OWNER_RUNNING} < {owner_cap("$4")})
+      AND ({owner_cap("$4")} = 0 OR {OWNER_RUNNING} < {owner_cap("$4")}) AND {NOT_PAUSED}
     ORDER BY scheduled_at LIMIT $2
 """
 # The owner's next due jobs, for the slots its ended runs freed.
 PROMOTE = f"""
     SELECT id, attempts, scheduled_at FROM jobs
     WHERE owner_id = $1 AND status IN ({WAITING}) AND scheduled_at <= now() AND NOT cancel_requested
+      AND {NOT_PAUSED}
     ORDER BY scheduled_at, id LIMIT $2
+"""
+# A resumed type's waiting jobs, a batch at a time along ix_jobs_waiting_due (within the queue horizon).
+WAITING_OF_TYPE = f"""
+    SELECT id, attempts, scheduled_at FROM jobs
+    WHERE type = $1 AND status IN ({WAITING}) AND NOT cancel_requested
+      AND scheduled_at < now() + make_interval(secs => $2) AND (scheduled_at, id) > ($3, $4)
+    ORDER BY scheduled_at, id LIMIT $5
 """
 # Bounded: counting stops at the limit, so a key far past it costs no more than one at it.
 USAGE = f"""
@@ -324,6 +344,13 @@ class JobRepository:
         rows = await self.db.fetch(NEXT_IDS, *filters.params(owner_id), created, job_id, limit)
         return [(r["created_at"], r["id"]) for r in rows]
 
+    async def failure_groups(
+        self, owner_id: uuid.UUID | None, within_s: float, limit: int
+    ) -> list[FailureGroup]:
+        """Failed jobs that ended within `within_s` seconds, grouped by type and error, biggest first."""
+        rows = await self.db.fetch(FAILURE_GROUPS, owner_id, float(within_s), limit)
+        return [FailureGroup(**dict(r.items())) for r in rows]
+
     async def runs_of(self, job_id: uuid.UUID) -> list[RunRecord]:
         """Every claim of a job, in order."""
         return [RunRecord.from_row(r) for r in await self.db.fetch(RUNS_OF, job_id)]
@@ -368,6 +395,16 @@ class JobRepository:
         cap: to enqueue if Redis lacks them."""
         args = (float(older_than_s), limit, float(horizon_s), owner_cap)
         rows: list[asyncpg.Record] = await self.db.fetch(DUE_WAITING, *args)
+        return rows
+
+    async def waiting_of_type(
+        self, job_type: str, horizon_s: float, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[asyncpg.Record]:
+        """The type's next `limit` waiting jobs after `after` (scheduled_at, id), due within the horizon."""
+        due, job_id = after if after is not None else (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
+        rows: list[asyncpg.Record] = await self.db.fetch(
+            WAITING_OF_TYPE, job_type, float(horizon_s), due, job_id, limit
+        )
         return rows
 
     async def next_due_of(self, owner_id: uuid.UUID, count: int) -> list[asyncpg.Record]:

@@ -23,7 +23,7 @@ from backend.domain.errors import (
 from backend.domain.job_types import SPECS
 from backend.domain.jobs import BulkRequest, BulkResult, JobPublic, JobSubmission, job_location
 from backend.domain.lifecycle import CANCELLED_BY_REQUEST, Event, next_status, sources
-from backend.domain.records import JobRecord, RunRecord
+from backend.domain.records import FailureGroup, JobRecord, RunRecord
 from backend.repo.idempotency import IdempotencyRepository, StoredResponse
 from backend.repo.jobs import JobFilters, JobRepository
 from backend.resources import Resources
@@ -32,6 +32,7 @@ from backend.services.quotas import QuotaGuard
 
 BULK_BATCH = 1000  # jobs per statement in bulk actions: short transactions, no long row locks
 TRANSITION_TRIES = 5  # a job moving under a client's request is rare; this only bounds a pathological race
+FAILURES_WINDOW_S = 7 * 86400  # the failures page groups the failures of the last week
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,12 @@ class JobService:
         rows = rows[:limit]
         return rows, (encode_cursor(rows[-1]) if more and rows else None)
 
+    async def failure_groups(
+        self, owner_id: uuid.UUID | None, within_s: float = FAILURES_WINDOW_S, limit: int = 50
+    ) -> builtins.list[FailureGroup]:
+        """Recent failures grouped by type and error, biggest group first (every owner's if None)."""
+        return await self.jobs.failure_groups(owner_id, within_s, limit)
+
     async def runs(self, job: JobRecord) -> builtins.list[RunRecord]:
         """Every claim of the job, in order."""
         return await self.jobs.runs_of(job.id)
@@ -175,7 +182,13 @@ class JobService:
         if not statuses:
             return BulkResult(matched=0, changed=0)
         filters = JobFilters(
-            statuses, request.type, request.created_after, request.created_before, request.tag, request.q
+            statuses,
+            request.type,
+            request.created_after,
+            request.created_before,
+            request.tag,
+            request.q,
+            request.error,
         )
         matched = await self.jobs.count_owned(owner_id, filters)
         if request.dry_run:

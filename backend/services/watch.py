@@ -49,6 +49,29 @@ class Subscription:
         self.changed.set()
 
 
+@dataclass(eq=False)
+class Watch:
+    """A stream that follows several jobs (the dashboard's job list): one signal when any changes."""
+
+    viewer_id: uuid.UUID
+    subs: list[Subscription] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False
+
+    def changes(self, seen: dict[uuid.UUID, tuple[object, ...]]) -> list[JobRecord]:
+        """The followed jobs whose status, progress, attempts or error moved since `seen` (updated)."""
+        moved = []
+        for sub in self.subs:
+            job = sub.latest
+            if sub.gone or job is None:
+                continue
+            snapshot = (job.status, job.progress, job.attempts, job.error)
+            if seen.get(job.id) != snapshot:
+                seen[job.id] = snapshot
+                moved.append(job)
+        return moved
+
+
 class JobWatcher:
     """The process-wide poller behind every job event stream."""
 
@@ -72,16 +95,49 @@ class JobWatcher:
             self._task = asyncio.create_task(self._poll(), name="job-watcher")
         return sub
 
+    def open_watch(self, viewer_id: uuid.UUID) -> Watch:
+        """A stream following a changing set of jobs (`add_to_watch`): one against `viewer_id`'s cap,
+        one signal for all its jobs. `close_watch` when done."""
+        if self._per_key[viewer_id] >= self.max_streams_per_key:
+            raise TooManyStreams()
+        self._per_key[viewer_id] += 1
+        return Watch(viewer_id)
+
+    def add_to_watch(self, watch: Watch, owner_id: uuid.UUID, job_id: uuid.UUID) -> None:
+        """Follow one more job in the watch."""
+        sub = Subscription(owner_id, job_id, changed=watch.changed)
+        watch.subs.append(sub)
+        self._subs[job_id].add(sub)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._poll(), name="job-watcher")
+
+    def close_watch(self, watch: Watch) -> None:
+        """Stop following the watch's jobs and give back its place under the cap (idempotent)."""
+        for sub in watch.subs:
+            self._drop(sub)
+        watch.subs.clear()
+        if not watch.closed:
+            watch.closed = True
+            self._release(watch.viewer_id)
+
+    def _drop(self, sub: Subscription) -> None:
+        watchers = self._subs.get(sub.job_id)
+        if watchers is not None:
+            watchers.discard(sub)
+            if not watchers:
+                del self._subs[sub.job_id]
+
+    def _release(self, key_id: uuid.UUID) -> None:
+        self._per_key[key_id] -= 1
+        if not self._per_key[key_id]:
+            del self._per_key[key_id]
+
     def unsubscribe(self, sub: Subscription) -> None:
         """Stop watching (idempotent per subscription)."""
         if sub not in self._subs.get(sub.job_id, ()):
             return
-        self._subs[sub.job_id].discard(sub)
-        if not self._subs[sub.job_id]:
-            del self._subs[sub.job_id]
-        self._per_key[sub.owner_id] -= 1
-        if not self._per_key[sub.owner_id]:
-            del self._per_key[sub.owner_id]
+        self._drop(sub)
+        self._release(sub.owner_id)
 
     async def _poll(self) -> None:
         """Read every watched job in one query per interval, until nobody watches."""
