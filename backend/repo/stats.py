@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
@@ -139,10 +138,14 @@ BY_TYPE = """
     WHERE grain = $1 AND owner_id = $2 AND type = ANY($3::text[]) AND bucket >= $4 AND bucket <= $5
     GROUP BY type ORDER BY type
 """
+# One row, always: the gauges of (owner, type), zero when it has no live job, and when they were taken
+# (the every-owner, every-type row exists from the first refresh on, even with no job at all).
 NOW = f"""
-    SELECT owner_id, pending, running, as_of,
-           coalesce(extract(epoch FROM as_of - oldest_pending_at), 0)::float8 AS oldest_wait_s
-    FROM stats_now WHERE type = $2 AND owner_id IN ($1, '{ALL_OWNERS}'::uuid)
+    SELECT coalesce(n.pending, 0) AS pending, coalesce(n.running, 0) AS running,
+           coalesce(extract(epoch FROM n.as_of - n.oldest_pending_at), 0)::float8 AS oldest_wait_s,
+           (SELECT as_of FROM stats_now WHERE owner_id = '{ALL_OWNERS}'::uuid AND type = '{ALL_TYPES}')
+               AS as_of
+    FROM (VALUES (1)) AS one LEFT JOIN stats_now n ON n.owner_id = $1 AND n.type = $2
 """
 
 
@@ -194,6 +197,8 @@ class StatsRepository:
         rows: list[asyncpg.Record] = await self.db.fetch(BY_TYPE, grain, owner_id, list(types), first, last)
         return rows
 
-    async def now(self, owner_id: uuid.UUID, job_type: str) -> dict[uuid.UUID, Any]:
-        """The gauges of this owner and of every owner (keyed by owner id; ALL_OWNERS for the latter)."""
-        return {r["owner_id"]: r for r in await self.db.fetch(NOW, owner_id, job_type)}
+    async def now(self, owner_id: uuid.UUID, job_type: str) -> asyncpg.Record:
+        """The gauges of one (owner, type) (zero if it has no live job) and their `as_of` (None before the
+        first refresh)."""
+        row: asyncpg.Record = await self.db.fetchrow(NOW, owner_id, job_type)
+        return row

@@ -108,7 +108,6 @@ async def stats_view(
         r["type"]: _type_stats(r) for r in await stats.by_type(window.grain, owner, types, first, last)
     }
     gauges = await stats.now(owner, type_key)
-    overall = gauges.get(ALL_OWNERS)
     totals = Counts()
     for bucket in buckets:
         totals.add(bucket)
@@ -116,11 +115,13 @@ async def stats_view(
         window=window,
         bucket_seconds=window.bucket_seconds,
         type=job_type,
-        as_of=overall["as_of"] if overall else None,
+        as_of=gauges["as_of"],
         buckets=buckets,
         totals=totals,
         by_type=by_type,
-        now=_gauges(gauges.get(owner)),
+        now=LiveGauges(
+            pending=gauges["pending"], running=gauges["running"], oldest_wait_seconds=gauges["oldest_wait_s"]
+        ),
     )
 
 
@@ -135,11 +136,3 @@ def _type_stats(row: asyncpg.Record) -> TypeStats:
     rate = row["failed"] / ended if ended else None
     counts = {k: int(row[k]) for k in ("created", "completed", "failed", "cancelled")}
     return TypeStats(**counts, failure_rate=rate)
-
-
-def _gauges(row: asyncpg.Record | None) -> LiveGauges:
-    if row is None:
-        return LiveGauges()
-    return LiveGauges(
-        pending=row["pending"], running=row["running"], oldest_wait_seconds=row["oldest_wait_s"]
-    )
