@@ -17,12 +17,13 @@ from backend.domain.job_types import MAX_TIMEOUT_S
 from backend.resources import open_resources
 from backend.services.purge import purge
 from backend.services.reconcile import lifeline, reconcile
+from backend.services.stats import FOLD_BUDGET_S, refresh_stats
 from backend.services.workers import registered
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-CRON_CONNECTIONS = 4  # reconcile, purge (two) and the registry beat hold connections besides the jobs
+CRON_CONNECTIONS = 5  # reconcile, purge (two), stats and the registry beat hold connections besides the jobs
 
 
 async def run_job(ctx: dict[str, Any], job_id: str) -> None:
@@ -39,6 +40,11 @@ async def reconcile_job(ctx: dict[str, Any]) -> dict[str, int]:
 async def purge_job(ctx: dict[str, Any]) -> dict[str, Any]:
     """Cron: delete old jobs, files and idempotency keys."""
     return asdict(await purge(ctx["runtime"].res))
+
+
+async def stats_job(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Cron: fold job events into the /stats rollups, refresh the live gauges."""
+    return asdict(await refresh_stats(ctx["runtime"].res.pool))
 
 
 def worker_id() -> str:
@@ -76,6 +82,13 @@ def setup(settings: Settings) -> WorkerSetup:
             second=7,
             minute=set(range(0, 60, settings.purge_every_minutes)),
             timeout_s=3600,
+        ),
+        CronTask(
+            "stats",
+            stats_job,
+            second=set(range(0, 60, settings.stats_interval_seconds)),
+            run_at_startup=True,
+            timeout_s=FOLD_BUDGET_S + 40,  # one batch may still be folding when the budget runs out
         ),
     ]
     return WorkerSetup(

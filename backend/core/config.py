@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     reconcile_grace_seconds: float = Field(default=5, ge=0)
     purge_every_minutes: int = Field(default=10, ge=1, le=60)
     purge_batch_size: int = Field(default=1000, ge=1)
+    stats_interval_seconds: int = Field(
+        default=10, ge=1, le=60, description="How often workers fold job events into the /stats rollups."
+    )
+    stats_retention_days: float = Field(default=30, gt=0, description="How long /stats rollups are kept.")
     retry_base_seconds: float = Field(default=1.0, ge=0)
     retry_cap_seconds: float = Field(default=300.0, ge=0)
     default_max_attempts: int = Field(default=3, ge=1, le=20)
@@ -116,6 +120,13 @@ class Settings(BaseSettings):
             from backend.adapters.ratelimit import RateLimit
 
             RateLimit.parse(value)
+        return value
+
+    @field_validator("stats_interval_seconds")
+    @classmethod
+    def _divides_a_minute(cls, value: int) -> int:
+        if 60 % value:
+            raise ValueError("must divide 60 (the duty runs at fixed seconds of every minute)")
         return value
 
     @model_validator(mode="after")

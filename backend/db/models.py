@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Column,
     DateTime,
     Float,
     ForeignKey,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -220,3 +222,67 @@ class WorkerProcess(Base):
     queue_name: Mapped[str] = mapped_column(String(200), nullable=False)
     started_at: Mapped[datetime] = _now()
     last_seen: Mapped[datetime] = _now()
+
+
+# Job statistics (migration 0008): triggers on `jobs` append events, the stats duty folds them into rollups.
+# An append-only queue drained by the duty: no key, no index (it is read whole, a batch at a time).
+stats_events = Table(
+    "stats_events",
+    Base.metadata,
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("owner_id", UUID(as_uuid=True), nullable=False),
+    Column("type", Text, nullable=False),
+    Column("kind", SmallInteger, nullable=False),  # 0 created, 1 completed, 2 failed, 3 cancelled
+    Column("wait_s", Float),
+    Column("run_s", Float),
+)
+
+
+def _count() -> Any:
+    return mapped_column(Integer, nullable=False, server_default="0")
+
+
+class StatsRollup(Base):
+    """Counts and percentiles of one bucket for one (owner, type); owner nil = all, type '' = all."""
+
+    __tablename__ = "stats_rollups"
+
+    grain: Mapped[int] = mapped_column(SmallInteger, primary_key=True)  # bucket minutes: 1, 15, 60
+    owner_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    type: Mapped[str] = mapped_column(Text, primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    created: Mapped[int] = _count()
+    completed: Mapped[int] = _count()
+    failed: Mapped[int] = _count()
+    cancelled: Mapped[int] = _count()
+    wait_p50: Mapped[float | None] = mapped_column(Float)
+    wait_p95: Mapped[float | None] = mapped_column(Float)
+    run_p50: Mapped[float | None] = mapped_column(Float)
+    run_p95: Mapped[float | None] = mapped_column(Float)
+
+
+class StatsLatency(Base):
+    """A latency histogram bin of one rollup bucket: how many samples fell in it (the percentiles' source)."""
+
+    __tablename__ = "stats_latency"
+
+    grain: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    type: Mapped[str] = mapped_column(Text, primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    measure: Mapped[int] = mapped_column(SmallInteger, primary_key=True)  # 0 wait, 1 run
+    bin: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class StatsNow(Base):
+    """Live gauges per (owner, type), replaced whole by every stats tick."""
+
+    __tablename__ = "stats_now"
+
+    owner_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    type: Mapped[str] = mapped_column(Text, primary_key=True)
+    pending: Mapped[int] = mapped_column(Integer, nullable=False)
+    running: Mapped[int] = mapped_column(Integer, nullable=False)
+    oldest_pending_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

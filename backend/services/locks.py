@@ -6,6 +6,7 @@ import asyncpg
 
 RECONCILE_LOCK = 0x6A6F6273_0001  # pg advisory lock ids: "jobs" + n
 PURGE_LOCK = 0x6A6F6273_0002
+STATS_LOCK = 0x6A6F6273_0003
 # If the holder freezes mid-transaction (SIGSTOP, a stalled VM), PostgreSQL ends its session, so a lock
 # cannot be held hostage and the duty goes on in the other workers.
 IDLE_LIMIT_MS = 5_000

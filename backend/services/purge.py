@@ -1,4 +1,5 @@
-"""Purge: expired terminal jobs and their files, expired idempotency keys, orphan files; in batches."""
+"""Purge: expired terminal jobs and their files, expired idempotency keys, orphan files, old /stats
+rollups; in batches. Purging jobs never changes the rollups: they were counted when created and ended."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from backend.repo.idempotency import IdempotencyRepository
 from backend.repo.jobs import JobRepository
 from backend.resources import Resources
 from backend.services.locks import PURGE_LOCK, try_xact_lock
+from backend.services.stats import expire_stats
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,7 @@ class PurgeReport:
     files: int = 0
     idempotency_keys: int = 0
     orphan_files: int = 0
+    stats_rows: int = 0  # rollup and histogram rows past STATS_RETENTION_DAYS
     dry_run: bool = False
     batches: int = 0
 
@@ -82,7 +85,8 @@ async def _purge_orphans(res: Resources, report: PurgeReport) -> None:
 
 
 async def purge(res: Resources, *, dry_run: bool = False) -> PurgeReport:
-    """Delete expired terminal jobs with their files, expired idempotency keys, and orphan files."""
+    """Delete expired terminal jobs with their files, expired idempotency keys, orphan files, and /stats
+    rollups past their retention."""
     report = PurgeReport(dry_run=dry_run)
     async with res.pool.acquire() as conn, conn.transaction():
         if not await try_xact_lock(conn, PURGE_LOCK, guard_idle=False):
@@ -90,5 +94,7 @@ async def purge(res: Resources, *, dry_run: bool = False) -> PurgeReport:
         await _purge_jobs(res, report)
         await _purge_idempotency(res, report)
         await _purge_orphans(res, report)
+        if not dry_run:
+            report.stats_rows = await expire_stats(res.pool, res.settings.stats_retention_days)
     log.info("purge done", extra=asdict(report))
     return report
