@@ -1,7 +1,7 @@
 """paused types: job types an admin paused (their waiting jobs are not claimed until resumed)
 
-Revision ID: 0009_paused_types
-Revises: 0008_ui_sessions
+Revision ID: 0010_paused_types
+Revises: 0009_ui_sessions
 Create Date: 2026-12-01 11:10:00+00:00
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision: str = "0009_paused_types"
-down_revision: str | None = "0008_ui_sessions"
+revision: str = "0010_paused_types"
+down_revision: str | None = "0009_ui_sessions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """ui sessions: dashboard sign-ins, and the deployment's secret that signs their cookies
 
-Revision ID: 0008_ui_sessions
-Revises: 0007_key_roles
+Revision ID: 0009_ui_sessions
+Revises: 0008_stats
 Create Date: 2026-12-01 11:00:00+00:00
 """
 
@@ -14,8 +14,8 @@ from sqlalchemy.dialects import postgresql
 
 from alembic import op
 
-revision: str = "0008_ui_sessions"
-down_revision: str | None = "0007_key_roles"
+revision: str = "0009_ui_sessions"
+down_revision: str | None = "0008_stats"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
