@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench install clean
+.PHONY: run test lint typecheck bench install clean screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The README's dashboard pictures, taken by the browser tests in Debian's Chromium.
+screenshots: $(STAMP)
+	SCREENSHOT_DIR=docs/screenshots $(BIN)/pytest -q tests/browser
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'

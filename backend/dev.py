@@ -100,6 +100,7 @@ def _print_banner(settings: Settings, key: str, env_file: Path) -> None:
     print(
         f"\n  Async Job Platform is starting\n"
         f"  Swagger UI : {base}/docs\n"
+        f"  Dashboard  : {base}/ui  (sign in with the API key below)\n"
         f"  API key    : {key}\n"
         f"  Env file   : {env_file}  (source it in another shell to add workers)\n"
         f"  Ctrl-C stops everything.\n",

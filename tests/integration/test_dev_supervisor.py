@@ -119,5 +119,7 @@ async def test_dev_restarts_a_killed_worker_and_stops_cleanly_on_sigterm(
         _, left = psutil.wait_procs(children, timeout=5)
         assert not left, f"children left running: {left}"
         assert "worker (pid" in read_log(log) and "restarting in" in read_log(log)
+        banner = read_log(log)  # what `make run` prints: the Swagger and dashboard URLs and the key
+        assert f"{base}/docs" in banner and f"{base}/ui" in banner and key in banner
     finally:
         _kill_tree(dev)
