@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from backend.adapters.ratelimit import RateLimiter
 from backend.resources import Resources
 from backend.services.auth import Authenticator
 from backend.services.quotas import QuotaGuard
+from backend.services.stats import ViewCache
 from backend.services.watch import JobWatcher
 
 
@@ -20,3 +21,4 @@ class AppState:
     watcher: JobWatcher
     quotas: QuotaGuard
     rate_limiter: RateLimiter
+    stats_views: ViewCache = field(default_factory=ViewCache)
