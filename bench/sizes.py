@@ -26,6 +26,7 @@ class Sizes:
     recovery_trials: int = 5
     recovery_settings: dict[str, str] = field(default_factory=dict)  # worker env overrides
     profile_seconds: float = 8.0
+    stats_jobs: int = 1_000_000  # rows in the jobs table while GET /stats is measured
 
 
 DEFAULT = Sizes(name="default")
@@ -47,4 +48,5 @@ TINY = Sizes(
     recovery_trials=1,
     recovery_settings={"LEASE_SECONDS": "1", "HEARTBEAT_SECONDS": "0.2", "RECONCILE_EVERY_SECONDS": "1"},
     profile_seconds=1.0,
+    stats_jobs=20_000,
 )

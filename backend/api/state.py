@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from backend.adapters.ratelimit import RateLimiter
 from backend.resources import Resources
 from backend.services.auth import Authenticator
 from backend.services.quotas import QuotaGuard
 from backend.services.sessions import SessionService
+from backend.services.stats import ViewCache
 from backend.services.watch import JobWatcher
 
 
@@ -22,3 +23,4 @@ class AppState:
     quotas: QuotaGuard
     rate_limiter: RateLimiter
     sessions: SessionService
+    stats_views: ViewCache = field(default_factory=ViewCache)

@@ -16,12 +16,12 @@ from bench.report import Row, percentile
 TARGET_POST_SHARE = 0.25
 
 
-def _latency(result: LoadResult) -> str:
+def latency_text(result: LoadResult) -> str:
     p50, p99 = (percentile(result.latencies, q) * 1000 for q in (50, 99))
     return f"p50 {p50:.1f} / p99 {p99:.1f} ms"
 
 
-async def _load(
+async def load(
     ctx: Context, make: Callable[[int], bytes], on_response: OnResponse | None = None
 ) -> LoadResult:
     s = ctx.sizes
@@ -38,9 +38,9 @@ async def run(ctx: Context) -> None:
     """Measure the three endpoints one after the other on the same API process."""
     ctx.platform.stop_workers()
     health_request = build_request("GET", "/health")
-    health = await _load(ctx, lambda _: health_request)
+    health = await load(ctx, lambda _: health_request)
     health.require(200)
-    ctx.log(f"GET /health: {health.rate:.0f} req/s, {_latency(health)}")
+    ctx.log(f"GET /health: {health.rate:.0f} req/s, {latency_text(health)}")
 
     post_request = build_request("POST", "/jobs", ctx.headers, {"type": "sleep", "payload": {"seconds": 0}})
     ids: list[str] = []
@@ -49,22 +49,22 @@ async def run(ctx: Context) -> None:
         if status == 201 and len(ids) < 5000:
             ids.append(json.loads(body)["id"])
 
-    post = await _load(ctx, lambda _: post_request, keep)
+    post = await load(ctx, lambda _: post_request, keep)
     post.require(201)
-    ctx.log(f"POST /jobs: {post.rate:.0f} req/s, {_latency(post)}")
+    ctx.log(f"POST /jobs: {post.rate:.0f} req/s, {latency_text(post)}")
 
     gets = [build_request("GET", f"/jobs/{job_id}", ctx.headers) for job_id in ids]
-    get = await _load(ctx, lambda i: gets[i % len(gets)])
+    get = await load(ctx, lambda i: gets[i % len(gets)])
     get.require(200)
-    ctx.log(f"GET /jobs/{{id}}: {get.rate:.0f} req/s, {_latency(get)}")
+    ctx.log(f"GET /jobs/{{id}}: {get.rate:.0f} req/s, {latency_text(get)}")
 
-    floor = f"GET /health: {health.rate:.0f} req/s, {_latency(health)}"
+    floor = f"GET /health: {health.rate:.0f} req/s, {latency_text(health)}"
     share = post.rate / health.rate
     ctx.report.add(
         Row(
             "3",
             f"POST /jobs throughput, {ctx.sizes.clients} clients",
-            f"{post.rate:.0f} req/s, {_latency(post)}",
+            f"{post.rate:.0f} req/s, {latency_text(post)}",
             floor,
             share,
             f"≥ {TARGET_POST_SHARE:g}x",
@@ -75,7 +75,7 @@ async def run(ctx: Context) -> None:
     get_row = Row(
         "3",
         f"GET /jobs/{{id}} throughput, {ctx.sizes.clients} clients",
-        f"{get.rate:.0f} req/s, {_latency(get)}",
+        f"{get.rate:.0f} req/s, {latency_text(get)}",
         floor,
         None,
     )
