@@ -1,5 +1,5 @@
 """Purge: expired terminal jobs and their files, expired idempotency keys, orphan files, old /stats
-rollups; in batches. Purging jobs never changes the rollups: they were counted when created and ended."""
+rollups, expired dashboard sessions; in batches. Purging jobs never changes the rollups: they were counted when created and ended."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 from backend.repo.idempotency import IdempotencyRepository
 from backend.repo.jobs import JobRepository
+from backend.repo.sessions import SessionRepository
 from backend.resources import Resources
 from backend.services.locks import PURGE_LOCK, try_xact_lock
 from backend.services.stats import expire_stats
@@ -26,6 +27,7 @@ class PurgeReport:
     idempotency_keys: int = 0
     orphan_files: int = 0
     stats_rows: int = 0  # rollup and histogram rows past STATS_RETENTION_DAYS
+    ui_sessions: int = 0  # dashboard sign-ins past their expiry
     dry_run: bool = False
     batches: int = 0
 
@@ -96,5 +98,6 @@ async def purge(res: Resources, *, dry_run: bool = False) -> PurgeReport:
         await _purge_orphans(res, report)
         if not dry_run:
             report.stats_rows = await expire_stats(res.pool, res.settings.stats_retention_days)
+            report.ui_sessions = await SessionRepository(res.pool).delete_expired()
     log.info("purge done", extra=asdict(report))
     return report

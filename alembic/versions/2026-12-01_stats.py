@@ -2,7 +2,7 @@
 
 Revision ID: 0008_stats
 Revises: 0007_key_roles
-Create Date: 2026-12-02 09:00:00+00:00
+Create Date: 2026-12-01 10:55:00+00:00
 """
 
 from __future__ import annotations
