@@ -58,6 +58,10 @@ class Watch:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
 
+    def settled(self) -> bool:
+        """True once every followed job is known to be terminal or gone."""
+        return all(s.gone or (s.latest is not None and s.latest.status.is_terminal) for s in self.subs)
+
     def changes(self, seen: dict[uuid.UUID, tuple[object, ...]]) -> list[JobRecord]:
         """The followed jobs whose status, progress, attempts or error moved since `seen` (updated)."""
         moved = []

@@ -143,7 +143,7 @@ def _value(form_field: FormField, raw: list[str]) -> Any:
     if form_field.kind == "list":
         return [p.strip() for p in text.split(",") if p.strip()]
     if form_field.kind == "datetime" and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?$", text):
-        return text + "Z"  # the form's datetime-local input is labelled UTC
+        return text + ("Z" if text.count(":") == 2 else ":00Z")  # datetime-local, labelled UTC
     return text
 
 

@@ -91,8 +91,10 @@ async def overview(
 
 def _job_filters(params: Any) -> tuple[JobFilters, dict[str, Any], str]:
     """Filters from the job list's query string, the values to show back, and a message if any was bad."""
-    statuses = [s for s in params.getlist("status") if s in JobStatus.__members__.values()]
-    types = [t for t in params.getlist("type") if t in SPECS]
+    asked_statuses = [s for s in params.getlist("status") if s]  # "" is the form's "any"
+    asked_types = [t for t in params.getlist("type") if t]
+    statuses = [s for s in asked_statuses if s in JobStatus.__members__.values()]
+    types = [t for t in asked_types if t in SPECS]
     shown = {
         "status": statuses,
         "type": types,
@@ -101,7 +103,7 @@ def _job_filters(params: Any) -> tuple[JobFilters, dict[str, Any], str]:
         "owner": params.get("owner", ""),
     }
     message = ""
-    if len(statuses) != len(params.getlist("status")) or len(types) != len(params.getlist("type")):
+    if len(statuses) != len(asked_statuses) or len(types) != len(asked_types):
         message = "Unknown status or type ignored."
     tags: list[str] | None = None
     search: str | None = None
@@ -274,6 +276,8 @@ async def live(
                 watch.changed.clear()
                 for job in watch.changes(seen):
                     yield f"event: job\ndata: {JobPublic.of(job).model_dump_json()}\n\n"
+                if arrivals is None and watch.settled():
+                    return  # nothing left to report: every followed job ended (or is gone)
                 for job in await arrivals.fresh() if arrivals else ():
                     state.watcher.add_to_watch(watch, job.owner_id, job.id)
                     seen[job.id] = (job.status, job.progress, job.attempts, job.error)

@@ -209,3 +209,21 @@ async def test_pages_send_a_strict_content_security_policy(stack: Stack) -> None
         policy = response.headers["content-security-policy"]
         assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
         assert "<script>" not in response.text  # no inline script: the policy forbids it
+
+
+async def test_job_list_filters_as_the_form_sends_them(stack: Stack) -> None:
+    ui, key = await signed_in(stack)
+    async with aclosing(ui), await stack.client(key) as api:
+        tagged = await submit(api, "square_sum", {"data": [1]}, name="tagged-one", tags=["red", "big"])
+        await submit(api, "square_sum", {"data": [1]}, name="plain-one")
+        await wait_for(api, tagged["id"], {"completed"})
+        empty_form = await ui.get("/ui/jobs?type=&tags=&q=")  # the filter form with nothing chosen
+        assert empty_form.status_code == 200 and "tagged-one" in empty_form.text and "plain-one" in empty_form.text
+        by_tag = await ui.get("/ui/jobs?tags=red,+big&type=square_sum&status=completed")
+        assert by_tag.status_code == 200 and "tagged-one" in by_tag.text and "plain-one" not in by_tag.text
+        by_name = await ui.get("/ui/jobs?q=PLAIN")
+        assert "plain-one" in by_name.text and "tagged-one" not in by_name.text
+        by_id = await ui.get(f"/ui/jobs?q={tagged['id']}")
+        assert "tagged-one" in by_id.text and "plain-one" not in by_id.text
+        bad = await ui.get("/ui/jobs?status=nope&tags=" + "x" * 70)
+        assert bad.status_code == 400 and "Tags: up to 20" in bad.text
