@@ -27,6 +27,7 @@ class Line:
     css: str
     points: str
     values: Sequence[float | None]
+    dots: list[tuple[float, float]]  # each sample as a dot too: a lone bucket draws no line
 
 
 @dataclass(frozen=True)
@@ -71,15 +72,10 @@ def line_chart(title: str, unit: str, starts: list[datetime], series: list[Serie
     def y(v: float) -> float:
         return TOP + plot_h * (1 - v / y_max)
 
-    lines = [
-        Line(
-            s.name,
-            s.css,
-            " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(s.values) if v is not None),
-            s.values,
-        )
-        for s in series
-    ]
+    lines = []
+    for s in series:
+        dots = [(round(x(i), 1), round(y(v), 1)) for i, v in enumerate(s.values) if v is not None]
+        lines.append(Line(s.name, s.css, " ".join(f"{px},{py}" for px, py in dots), s.values, dots))
     y_ticks = [(y(y_max * f), _label(y_max * f)) for f in (0, 0.5, 1)]
     picks = sorted({0, len(starts) // 2, len(starts) - 1}) if starts else []
     x_ticks = [(x(i), starts[i].strftime("%m-%d %H:%M")) for i in picks]

@@ -9,7 +9,9 @@ import httpx
 from playwright.async_api import Page, expect
 
 from backend.domain.enums import KeyRole
+from backend.services.stats import refresh_stats
 from tests.browser.conftest import Offsite, screenshot
+from tests.utils import db
 from tests.utils.stack import Stack, wait_for
 
 TIMEOUT_MS = 20_000
@@ -49,7 +51,6 @@ async def test_sign_in_keeps_the_key_out_of_storage_and_urls(
     )
     assert key not in storage and "jp_session" not in storage  # HttpOnly: scripts cannot read it
     assert all(key not in url for url in offsite.urls)
-    await screenshot(tab, "overview")
 
 
 async def test_wrong_key_shows_the_form_again(page: tuple[Page, Offsite], live_url: str) -> None:
@@ -199,3 +200,26 @@ async def test_usable_at_phone_width(stack: Stack, page: tuple[Page, Offsite], l
         assert overflow <= 1, (path, overflow)  # wide tables scroll inside their box, not the page
     await tab.goto(f"{live_url}/ui/jobs")
     await screenshot(tab, "jobs-phone")
+
+
+async def test_overview_charts_the_activity(stack: Stack, page: tuple[Page, Offsite], live_url: str) -> None:
+    """Last in the file: by now the earlier tests have run jobs; add a few more and fold them into rollups."""
+    tab, _ = page
+    key = await stack.new_key("browser-ops", KeyRole.ADMIN)
+    async with await api(live_url, key) as client:
+        jobs = [await post_job(client, {"type": "square_sum", "payload": {"data": [i]}}) for i in range(12)]
+        failing = {"type": "sleep", "payload": {"seconds": 0, "fail_first": 1}, "max_attempts": 1}
+        jobs += [await post_job(client, failing) for _ in range(3)]
+        for job in jobs:
+            await wait_for(client, str(job["id"]), {"completed", "failed"})
+    async with db.pool(stack.settings) as pool:
+        await refresh_stats(pool)  # what the workers' stats duty does every STATS_INTERVAL_SECONDS
+    await sign_in(tab, live_url, key)
+    for window in ("1h", "24h"):
+        await tab.goto(f"{live_url}/ui?window={window}")
+        created = int(await tab.locator(".stat", has_text="Created").locator(".value").inner_text())
+        assert created >= len(jobs)
+        await expect(tab.locator("svg polyline.s-created")).to_have_count(1)
+        await expect(tab.get_by_role("link", name="square_sum")).to_be_visible()
+    await tab.goto(f"{live_url}/ui?window=1h")
+    await screenshot(tab, "overview")

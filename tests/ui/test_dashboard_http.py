@@ -142,7 +142,7 @@ async def test_admins_see_every_tenant(stack: Stack, client: httpx.AsyncClient) 
     other = await submit(client, "square_sum", {"data": [1]}, name=f"tenant-{uuid.uuid4().hex[:6]}")
     ui, _ = await signed_in(stack, KeyRole.ADMIN)
     async with aclosing(ui):
-        assert other["name"] in (await ui.get("/ui/jobs?owner=all")).text
+        assert other["name"] in (await ui.get(f"/ui/jobs?owner=all&q={other['name']}")).text
         assert (await ui.get(f"/ui/jobs/{other['id']}")).status_code == 200
         for page in ("/ui/admin/keys", "/ui/admin/workers", "/ui/admin/types"):
             assert (await ui.get(page)).status_code == 200, page

@@ -64,6 +64,6 @@ def test_chart_geometry() -> None:
         starts,
         [Series("a", "s-a", [float(i) for i in range(60)]), Series("b", "s-b", [None] * 59 + [3.0])],
     )
-    assert chart.y_max == 100 and len(chart.lines[0].points.split()) == 60
+    assert chart.y_max == 100 and len(chart.lines[0].points.split()) == 60 == len(chart.lines[0].dots)
     assert len(chart.lines[1].points.split()) == 1  # buckets without a sample draw no point
     assert [label for _, label in chart.x_ticks] == ["12-01 00:00", "12-01 00:30", "12-01 00:59"]
