@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import httpx
@@ -12,7 +11,7 @@ from backend.domain.enums import KeyRole
 from backend.services.stats import refresh_stats
 from tests.browser.conftest import Offsite, screenshot
 from tests.utils import db
-from tests.utils.stack import Stack, wait_for
+from tests.utils.stack import Stack, wait_for, wait_for_runs
 
 TIMEOUT_MS = 20_000
 
@@ -120,13 +119,9 @@ async def test_bulk_retry_from_the_failures_page(
         await screenshot(tab, "failures")
         await tab.get_by_role("button", name="Retry 3 failed sleep jobs").click()
         await expect(tab.get_by_role("status")).to_have_text("3 jobs will run again.")
-        for job in jobs:  # each ran a second time
-            for _ in range(200):
-                runs = (await client.get(f"/jobs/{job['id']}?include=runs")).json()["runs"]
-                if len(runs) == 2 and runs[1]["outcome"]:
-                    break
-                await asyncio.sleep(0.05)
-            assert len(runs) == 2, runs
+        for job in jobs:  # each ran again (and, failing its first attempt again, failed again)
+            runs = await wait_for_runs(client, str(job["id"]), 2)
+            assert [r["attempt"] for r in runs] == [1, 1], runs
 
 
 async def test_submit_from_the_generated_form(

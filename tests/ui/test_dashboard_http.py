@@ -5,7 +5,6 @@ The browser tests (tests/browser) walk the same pages in Chromium; these pin the
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from contextlib import aclosing
@@ -13,7 +12,7 @@ from contextlib import aclosing
 import httpx
 
 from backend.domain.enums import KeyRole
-from tests.utils.stack import Stack, submit, wait_for
+from tests.utils.stack import Stack, submit, wait_for, wait_for_runs
 
 TOKEN = re.compile(r'name="(?:csrf|login_token)" value="([^"]+)"')
 
@@ -193,12 +192,8 @@ async def test_failures_group_by_error_and_retry_in_bulk(stack: Stack) -> None:
             "/ui/failures/retry", data={"csrf": token_in(page), "type": "sleep", "error": error}
         )
         assert response.status_code == 303 and response.headers["location"] == "/ui/failures?retried=3"
-        for job in jobs:  # each ran again (and, failing on its first attempt again, failed again)
-            for _ in range(200):
-                runs = (await api.get(f"/jobs/{job['id']}?include=runs")).json()["runs"]
-                if len(runs) == 2 and runs[1]["outcome"]:
-                    break
-                await asyncio.sleep(0.05)
+        for job in jobs:  # each ran again (and, failing its first attempt again, failed again)
+            runs = await wait_for_runs(api, str(job["id"]), 2)
             assert [r["attempt"] for r in runs] == [1, 1], runs
 
 

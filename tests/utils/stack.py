@@ -157,6 +157,23 @@ async def wait_for(
     raise AssertionError(f"job {job_id} still {job.get('status')} after {timeout}s: {job}")
 
 
+async def wait_for_runs(
+    client: httpx.AsyncClient,
+    job_id: str,
+    count: int,
+    timeout: float = 20.0,  # noqa: ASYNC109
+) -> list[Any]:
+    """Poll a job until it has `count` ended runs (`include=runs`); fail the test on timeout."""
+    deadline = time.monotonic() + timeout
+    runs: list[Any] = []
+    while time.monotonic() < deadline:
+        runs = (await client.get(f"/jobs/{job_id}?include=runs")).json()["runs"]
+        if len(runs) >= count and all(r["outcome"] for r in runs):
+            return runs
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} has runs {runs} after {timeout}s, not {count} ended")
+
+
 async def submit(
     client: httpx.AsyncClient, type_: str, payload: dict[str, Any], **extra: Any
 ) -> dict[str, Any]:
