@@ -1,5 +1,6 @@
 """Purge: expired terminal jobs and their files, expired idempotency keys, orphan files, old /stats
-rollups, expired dashboard sessions; in batches. Purging jobs never changes the rollups: they were counted when created and ended."""
+rollups, expired dashboard sessions; in batches. Purging jobs never changes the rollups: they were
+counted when created and ended."""
 
 from __future__ import annotations
 
