@@ -30,7 +30,8 @@ async def test_chaos_every_job_terminal_and_never_run_concurrently(isolated: Any
         async def post(i: int) -> str:
             body = {
                 "type": "sleep",
-                "payload": {"seconds": rng.choice([0, 0, 0.05, 0.2, 0.5, 3.0])},  # long ones: a kill must land mid-run
+                # some long runs, so that a kill always lands mid-run
+                "payload": {"seconds": rng.choice([0, 0, 0.05, 0.2, 0.5, 3.0])},
                 "max_attempts": 20,
             }
             async with sem:
