@@ -75,6 +75,25 @@ class Job(Base):
         CheckConstraint(f"status IN ({STATUS_VALUES})", name="status_valid"),
         CheckConstraint("progress >= 0 AND progress <= 1", name="progress_range"),
         CheckConstraint("max_attempts BETWEEN 1 AND 20", name="max_attempts_range"),
+        CheckConstraint("priority BETWEEN -10 AND 10", name="priority_range"),
+        CheckConstraint(
+            "(concurrency_key IS NULL) = (concurrency_limit IS NULL) AND "
+            "(concurrency_limit IS NULL OR concurrency_limit BETWEEN 1 AND 1000)",
+            name="concurrency_pair",
+        ),
+        Index(
+            "ix_jobs_concurrency_running",
+            "owner_id",
+            "concurrency_key",
+            postgresql_where=text(f"concurrency_key IS NOT NULL AND {RUNNING}"),
+        ),
+        Index(
+            "ix_jobs_concurrency_waiting",
+            "owner_id",
+            "concurrency_key",
+            "scheduled_at",
+            postgresql_where=text(f"concurrency_key IS NOT NULL AND {WAITING}"),
+        ),
         Index("ix_jobs_owner_created", "owner_id", "created_at", "id"),
         Index(
             "ix_jobs_waiting_due",
@@ -123,6 +142,10 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = _now()
+    priority: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default="0")
+    # At most `concurrency_limit` of the owner's jobs with this key run at once (both set, or neither).
+    concurrency_key: Mapped[str | None] = mapped_column(String(200))
+    concurrency_limit: Mapped[int | None] = mapped_column(SmallInteger)
 
 
 class JobRun(Base):

@@ -35,6 +35,8 @@ MAX_TAGS = 20
 MAX_ERROR_CHARS = 2000  # a job's `error` is cut to this length
 Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$")]
 SearchText = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
+ConcurrencyKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
+MIN_PRIORITY, MAX_PRIORITY = -10, 10
 
 
 class JobCreateBase(BaseModel):
@@ -55,6 +57,25 @@ class JobCreateBase(BaseModel):
     tags: list[Tag] = Field(
         default_factory=list, max_length=MAX_TAGS, description="Labels to find the job by (`GET /jobs?tag=`)."
     )
+    priority: Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY), BeforeValidator(json_number)] = Field(
+        default=0,
+        description="Among due jobs a higher priority starts first; a waiting job ages, so a low priority "
+        "is delayed, never starved.",
+    )
+    concurrency_key: ConcurrencyKey | None = Field(
+        default=None,
+        description="At most `concurrency_limit` of your jobs with this key run at once (all workers).",
+    )
+    concurrency_limit: Annotated[int, Field(ge=1, le=1000), BeforeValidator(json_number)] | None = Field(
+        default=None, description="How many of your jobs with `concurrency_key` may run at once (default 1)."
+    )
+
+    @field_validator("concurrency_limit")
+    @classmethod
+    def _limit_needs_key(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("concurrency_key") is None:
+            raise ValueError("needs a concurrency_key")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -120,6 +141,9 @@ class JobPublic(BaseModel):
     error: str | None
     result_file: ResultFile | None
     tags: list[str]
+    priority: int
+    concurrency_key: str | None
+    concurrency_limit: int | None
     created_at: datetime
     scheduled_at: datetime
     started_at: datetime | None

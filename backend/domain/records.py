@@ -52,6 +52,9 @@ class JobRecord:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    priority: int
+    concurrency_key: str | None
+    concurrency_limit: int | None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> JobRecord:

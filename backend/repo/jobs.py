@@ -75,8 +75,9 @@ FILTERED = "owner_id = $1" + FILTERS
 FILTERED_ANY_OWNER = "$1::uuid IS NULL" + FILTERS
 
 INSERT = """
-    INSERT INTO jobs (id, owner_id, type, name, payload, max_attempts, scheduled_at, tags)
-    VALUES ($1, $2, $3, $4, $5::jsonb, $6, coalesce($7, now()), $8)
+    INSERT INTO jobs (id, owner_id, type, name, payload, max_attempts, scheduled_at, tags, priority,
+                      concurrency_key, concurrency_limit)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6, coalesce($7, now()), $8, $9, $10, $11)
     RETURNING *
 """
 GET_OWNED = "SELECT * FROM jobs WHERE id = $1 AND owner_id = $2"
@@ -271,7 +272,8 @@ class JobRepository:
         """Insert a new job; server defaults come back in the record."""
         v = values
         args = (v["id"], v["owner_id"], v["type"], v["name"], v["payload"], v["max_attempts"])
-        row = await self.db.fetchrow(INSERT, *args, v.get("scheduled_at"), v.get("tags") or [])
+        dispatch = (v.get("priority", 0), v.get("concurrency_key"), v.get("concurrency_limit"))
+        row = await self.db.fetchrow(INSERT, *args, v.get("scheduled_at"), v.get("tags") or [], *dispatch)
         return JobRecord.from_row(row)
 
     async def get_owned(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> JobRecord | None:

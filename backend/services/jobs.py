@@ -108,6 +108,9 @@ class JobService:
             "max_attempts": body.max_attempts or self.settings.default_max_attempts,
             "scheduled_at": body.scheduled_at,
             "tags": sorted(set(body.tags)),
+            "priority": body.priority,
+            "concurrency_key": body.concurrency_key,
+            "concurrency_limit": body.concurrency_limit or (1 if body.concurrency_key else None),
         }
 
     async def _submit_with_key(

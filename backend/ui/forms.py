@@ -18,7 +18,15 @@ from backend.domain.job_types import JOB_TYPES, SPECS
 from backend.domain.jobs import JobCreate, JobSubmission
 
 # Fields every submission has, in the order the form shows them after the payload.
-COMMON_FIELDS = ("name", "tags", "max_attempts", "scheduled_at")
+COMMON_FIELDS = (
+    "name",
+    "tags",
+    "priority",
+    "max_attempts",
+    "scheduled_at",
+    "concurrency_key",
+    "concurrency_limit",
+)
 SUBMISSION: TypeAdapter[JobSubmission] = TypeAdapter(JobCreate)
 NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 INTEGER = re.compile(r"^[+-]?\d+$")

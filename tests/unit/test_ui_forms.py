@@ -29,7 +29,15 @@ def test_every_type_gets_a_form_with_its_schema_bounds() -> None:
     status = next(f for f in export.fields if f.name == "payload.status")
     assert status.kind == "choices" and "failed" in status.choices
     common = [f.name for f in csv.fields if not f.name.startswith("payload.")]
-    assert common == ["name", "tags", "max_attempts", "scheduled_at"]
+    assert common == [
+        "name",
+        "tags",
+        "priority",
+        "max_attempts",
+        "scheduled_at",
+        "concurrency_key",
+        "concurrency_limit",
+    ]
     assert next(f for f in csv.fields if f.name == "scheduled_at").kind == "datetime"
 
 
