@@ -1,4 +1,4 @@
-"""`priority`, `concurrency_key` and `concurrency_limit` on a submission: stored, shown, validated by field."""
+"""`priority`, `concurrency_key`, `concurrency_limit` on a submission: stored, shown, validated by field."""
 
 from __future__ import annotations
 
