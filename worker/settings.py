@@ -1,4 +1,5 @@
-"""The worker process: its job function, cron duties, start-up and shut-down (run by the queue adapter)."""
+"""The worker process: its job function, background duties, start-up and shut-down (run by the queue
+adapter)."""
 
 from __future__ import annotations
 
@@ -6,24 +7,25 @@ import logging
 import os
 import socket
 import uuid
-from contextlib import AsyncExitStack
-from dataclasses import asdict
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
-from backend.adapters.queue import CronTask, WorkerSetup, run_worker_process
+from backend.adapters.queue import WorkerSetup, run_worker_process
 from backend.adapters.queue import worker_kwargs as queue_worker_kwargs
 from backend.core.config import Settings, get_settings
+from backend.core.periodic import repeating
 from backend.domain.job_types import MAX_TIMEOUT_S
-from backend.resources import open_resources
+from backend.resources import Resources, open_resources
 from backend.services.purge import purge
 from backend.services.reconcile import lifeline, reconcile
-from backend.services.stats import FOLD_BUDGET_S, refresh_stats
+from backend.services.stats import refresh_stats
 from backend.services.workers import registered
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-CRON_CONNECTIONS = 5  # reconcile, purge (two), stats and the registry beat hold connections besides the jobs
+CRON_CONNECTIONS = 6  # reconcile, lifeline, purge (two), stats and the registry beat, besides the jobs
+PROMOTE_EVERY_S = 0.1  # how late a scheduled job or a retry may start, at most (one Redis call when idle)
 
 
 async def run_job(ctx: dict[str, Any], job_id: str) -> None:
@@ -32,19 +34,18 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
     await runtime.run(uuid.UUID(job_id), delivery=ctx["job_id"])
 
 
-async def reconcile_job(ctx: dict[str, Any]) -> dict[str, int]:
-    """Cron: put back what Redis lost, recover what dead workers held."""
-    return asdict(await reconcile(ctx["runtime"].res))
-
-
-async def purge_job(ctx: dict[str, Any]) -> dict[str, Any]:
-    """Cron: delete old jobs, files and idempotency keys."""
-    return asdict(await purge(ctx["runtime"].res))
-
-
-async def stats_job(ctx: dict[str, Any]) -> dict[str, Any]:
-    """Cron: fold job events into the /stats rollups, refresh the live gauges."""
-    return asdict(await refresh_stats(ctx["runtime"].res.pool))
+def duties(res: Resources, settings: Settings) -> list[AbstractAsyncContextManager[None]]:
+    """The background duties of every worker, as loops of its own (not queue messages, which a backlog
+    ordered by fair share and priority would keep waiting). Each takes an advisory lock (or SKIP LOCKED),
+    so however many workers run them, one run happens at a time."""
+    every = settings.reconcile_every_seconds
+    return [
+        # Deliveries that came due (scheduled jobs, retries after back-off) join the queue in order.
+        repeating("promote due", res.queue.promote_due, PROMOTE_EVERY_S, jitter=0.2),
+        repeating("reconcile", lambda: reconcile(res), every, jitter=0.2),
+        repeating("stats", lambda: refresh_stats(res.pool), settings.stats_interval_seconds, jitter=0.2),
+        repeating("purge", lambda: purge(res), settings.purge_every_minutes * 60, 0.2, wait_first=True),
+    ]
 
 
 def worker_id() -> str:
@@ -60,6 +61,8 @@ def make_startup(settings: Settings) -> Any:
         runtime = ctx["runtime"] = Runtime(res, worker_id())
         await stack.enter_async_context(registered(res, runtime.worker_id, runtime.heartbeat_interval))
         await stack.enter_async_context(lifeline(res, settings.reconcile_every_seconds))
+        for duty in duties(res, settings):
+            await stack.enter_async_context(duty)
         log.info("worker ready", extra={"worker_id": runtime.worker_id})
 
     return startup
@@ -73,30 +76,11 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 def setup(settings: Settings) -> WorkerSetup:
     """This worker's job function and duties, for the queue adapter."""
-    every = settings.reconcile_every_seconds
-    crons = [
-        CronTask("reconcile", reconcile_job, second=set(range(0, 60, every)), run_at_startup=True),
-        CronTask(
-            "purge",
-            purge_job,
-            second=7,
-            minute=set(range(0, 60, settings.purge_every_minutes)),
-            timeout_s=3600,
-        ),
-        CronTask(
-            "stats",
-            stats_job,
-            second=set(range(0, 60, settings.stats_interval_seconds)),
-            run_at_startup=True,
-            timeout_s=FOLD_BUDGET_S + 40,  # one batch may still be folding when the budget runs out
-        ),
-    ]
     return WorkerSetup(
         queue_name=settings.queue_name,
         redis_url=settings.require_redis_url(),
         run_job=run_job,
         max_job_seconds=max([MAX_TIMEOUT_S, *settings.task_timeouts.values()]),
-        crons=crons,
         on_startup=make_startup(settings),
         on_shutdown=shutdown,
         concurrency=settings.worker_concurrency,

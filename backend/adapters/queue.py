@@ -13,14 +13,15 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from arq import cron, func
+from arq import func
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import expires_extra_ms, in_progress_key_prefix, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from arq.worker import Worker
+
+from backend.domain.records import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -45,30 +46,76 @@ def load_message(raw: bytes) -> dict[str, Any]:
 TIMEOUT_MARGIN_S = 60
 HEALTH_CHECK_INTERVAL_S = 5
 
-# The same keys arq's `enqueue_job` writes, in one atomic round trip instead of WATCH/EXISTS/MULTI/EXEC:
-# the job key (the message, with arq's expiry) and the queue entry, unless the delivery exists.
-ENQUEUE_LUA = """
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
-return 1
+# Queue order. Every due delivery sits in arq's queue with a score in the past (so any idle worker takes
+# it at once), and the score orders them: `VIRTUAL_BASE_MS + start - priority * PRIORITY_STEP`, where
+# `start` is the owner's start tag in start-time fair queuing: max(the queue's virtual time, the owner's
+# last finish tag), each delivery costing one unit. A key's backlog of 10,000 thus spreads over 10,000
+# units, and another key's new job starts at the virtual time of the queue's head: right behind the jobs
+# being served, not behind the backlog. A priority level is worth PRIORITY_STEP deliveries of other work;
+# because the virtual time moves on as work is served, a low priority is passed by at most
+# 20 * PRIORITY_STEP deliveries: delayed, never starved. Deliveries not yet due wait in a separate sorted
+# set (by due time, with their owner and priority) and a mover (`promote_due`, every worker) places them
+# in the queue by the same rule once due. All of it is one Lua script at a time, so it is atomic in Redis.
+VIRTUAL_BASE_MS = 1_000_000_000_000  # 2001-09-09: every virtual score is long past, so always due
+VIRTUAL_SPAN = 500_000_000_000  # a score above base + span is arq's own (its cron ticks), not ours
+PRIORITY_STEP = 1000
+SHARED_LANE = "-"  # the fair-share lane of deliveries with no owner (none today; kept for safety)
+
+PLACE_LUA = f"""
+local function place(queue, vfinish, vtime, member, owner, priority)
+  local base, span, step = {VIRTUAL_BASE_MS}, {VIRTUAL_SPAN}, {PRIORITY_STEP}
+  local v = tonumber(redis.call('GET', vtime) or '0')
+  local head = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
+  if head[2] then
+    local h = tonumber(head[2]) - base
+    if h > v and h < span then v = h; redis.call('SET', vtime, v) end
+  end
+  local start = math.max(v, tonumber(redis.call('HGET', vfinish, owner) or '0'))
+  redis.call('HSET', vfinish, owner, start + 1)
+  redis.call('ZADD', queue, base + start - priority * step, member)
+end
 """
 
+# The same keys arq's `enqueue_job` writes (the job key with the message, and the queue entry), in one
+# atomic round trip, unless the delivery exists. KEYS: job, result, queue, delayed, delayed meta,
+# finish tags, virtual time. ARGV: message, ttl ms, due ms, delivery id, owner, priority, now ms.
+ENQUEUE_LUA = (
+    PLACE_LUA
+    + """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if tonumber(ARGV[3]) > tonumber(ARGV[7]) then
+  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[4])
+  redis.call('HSET', KEYS[5], ARGV[4], ARGV[5] .. '|' .. ARGV[6])
+else
+  place(KEYS[3], KEYS[6], KEYS[7], ARGV[4], ARGV[5], tonumber(ARGV[6]))
+end
+return 1
+"""
+)
 
-Delivery = tuple[uuid.UUID, int, datetime | None]  # job id, attempts so far, due time (None: now)
+# Move deliveries that came due from the delayed set into the queue. KEYS: delayed, delayed meta,
+# queue, finish tags, virtual time. ARGV: now ms, most to move.
+PROMOTE_DUE_LUA = (
+    PLACE_LUA
+    + f"""
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(due) do
+  local meta = redis.call('HGET', KEYS[2], member) or ''
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('HDEL', KEYS[2], member)
+  local owner, priority = string.match(meta, '^(.*)|(-?%d+)$')
+  place(KEYS[3], KEYS[4], KEYS[5], member, owner or '{SHARED_LANE}', tonumber(priority or '0'))
+end
+return #due
+"""
+)
+PROMOTE_BATCH = 1000
 
 
 def delivery_id(job_id: uuid.UUID, attempts: int) -> str:
     """The arq job id for the next run of a job: unique per attempt, so a retry never collides."""
     return f"{job_id}:{attempts}"
-
-
-def score_ms(run_at: datetime | None, now_ms: int) -> int:
-    """Where a delivery sits in the queue: workers take the lowest score that is due.
-
-    Today the due time in ms; priority and fair share will shift it here and only here.
-    """
-    return max(now_ms, int(run_at.timestamp() * 1000)) if run_at else now_ms
 
 
 def in_progress_ttl_s(lease_seconds: float) -> float:
@@ -93,23 +140,28 @@ class Queue:
     def __init__(self, redis: ArqRedis, name: str, horizon_s: float, lease_s: float) -> None:
         self.redis = redis
         self.name = name
+        self.delayed = f"{name}:delayed"  # not yet due, by due time (ms)
+        self.delayed_meta = f"{name}:delayed:meta"  # delivery id -> "owner|priority"
+        self.finish_tags = f"{name}:fair:finish"  # owner -> its last virtual finish tag
+        self.virtual_time = f"{name}:fair:vtime"
         self.horizon_ms = int(horizon_s * 1000)
         self.in_progress_ms = int(in_progress_ttl_s(lease_s) * 1000)
         self._enqueue_script = redis.register_script(ENQUEUE_LUA)
+        self._promote_script = redis.register_script(PROMOTE_DUE_LUA)
 
-    async def enqueue(self, job_id: uuid.UUID, attempts: int, run_at: datetime | None = None) -> bool:
+    async def enqueue(self, delivery: Delivery) -> bool:
         """Enqueue one delivery; False if Redis failed (reconcile will retry), it is already queued, or
         it is due beyond the horizon (reconcile enqueues it when it comes within the horizon).
 
         The horizon bounds what Redis holds: a job scheduled for the year 9999 costs a row, not a key
         that lives for millennia.
         """
-        return await self.enqueue_many([(job_id, attempts, run_at)]) == 1
+        return await self.enqueue_many([delivery]) == 1
 
     async def enqueue_many(self, deliveries: Sequence[Delivery]) -> int:
-        """Enqueue (job id, attempts, due time) deliveries in one round trip; returns how many were added."""
+        """Enqueue deliveries in one round trip; returns how many were added."""
         now_ms = int(time.time() * 1000)
-        calls = [call for d in deliveries if (call := self._enqueue_call(*d, now_ms)) is not None]
+        calls = [call for d in deliveries if (call := self._enqueue_call(d, now_ms)) is not None]
         if not calls:
             return 0
         try:
@@ -125,16 +177,36 @@ class Queue:
             return 0
         return sum(1 for a in added if a)
 
-    def _enqueue_call(
-        self, job_id: uuid.UUID, attempts: int, run_at: datetime | None, now_ms: int
-    ) -> tuple[list[str], list[Any]] | None:
-        score = score_ms(run_at, now_ms)
-        if score - now_ms > self.horizon_ms:
+    def _enqueue_call(self, d: Delivery, now_ms: int) -> tuple[list[str], list[Any]] | None:
+        due_ms = max(now_ms, int(d.run_at.timestamp() * 1000)) if d.run_at else now_ms
+        if due_ms - now_ms > self.horizon_ms:
             return None
-        arq_id = delivery_id(job_id, attempts)
-        message = serialize_job(RUN_JOB, (str(job_id),), {}, None, now_ms, serializer=dump_message)
-        keys = [job_key_prefix + arq_id, result_key_prefix + arq_id, self.name]
-        return keys, [message, score - now_ms + expires_extra_ms, score, arq_id]
+        arq_id = delivery_id(d.job_id, d.attempts)
+        message = serialize_job(RUN_JOB, (str(d.job_id),), {}, None, now_ms, serializer=dump_message)
+        keys = [
+            job_key_prefix + arq_id,
+            result_key_prefix + arq_id,
+            self.name,
+            self.delayed,
+            self.delayed_meta,
+            self.finish_tags,
+            self.virtual_time,
+        ]
+        owner = str(d.owner_id) if d.owner_id else SHARED_LANE
+        ttl_ms = due_ms - now_ms + expires_extra_ms
+        return keys, [message, ttl_ms, due_ms, arq_id, owner, d.priority, now_ms]
+
+    async def promote_due(self) -> int:
+        """Move deliveries that came due into the queue, in fair-share and priority order (every worker
+        calls this a few times a second; it is one cheap read when nothing is due)."""
+        keys = [self.delayed, self.delayed_meta, self.name, self.finish_tags, self.virtual_time]
+        moved = 0
+        while True:
+            now_ms = int(time.time() * 1000)
+            batch = int(await self._promote_script(keys=keys, args=[now_ms, PROMOTE_BATCH]))
+            moved += batch
+            if batch < PROMOTE_BATCH:
+                return moved
 
     async def discard(self, deliveries: Sequence[tuple[uuid.UUID, int]]) -> None:
         """Drop queued deliveries (job id, attempts) that are no longer wanted (their jobs were cancelled)."""
@@ -145,6 +217,8 @@ class Queue:
                 for job_id, attempts in deliveries:
                     arq_id = delivery_id(job_id, attempts)
                     pipe.zrem(self.name, arq_id)
+                    pipe.zrem(self.delayed, arq_id)
+                    pipe.hdel(self.delayed_meta, arq_id)
                     pipe.delete(job_key_prefix + arq_id)
                 await pipe.execute()
         except Exception as exc:  # harmless if they stay: the claim refuses a cancelled job
@@ -176,23 +250,15 @@ class Queue:
 
     async def depth(self) -> int:
         """Deliveries in the queue (due or deferred)."""
-        return int(await self.redis.zcard(self.name))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.name)
+            pipe.zcard(self.delayed)
+            due, later = await pipe.execute()
+        return int(due) + int(later)
 
     async def ping(self) -> None:
         """Raise unless Redis answers."""
         await self.redis.ping()
-
-
-@dataclass(frozen=True)
-class CronTask:
-    """A periodic duty of the workers (one run at a time across them is the duty's own business)."""
-
-    name: str
-    coroutine: Callable[[dict[str, Any]], Awaitable[Any]]
-    second: set[int] | int
-    minute: set[int] | None = None
-    run_at_startup: bool = False
-    timeout_s: float = 60
 
 
 @dataclass(frozen=True)
@@ -203,7 +269,6 @@ class WorkerSetup:
     redis_url: str
     run_job: Callable[[dict[str, Any], str], Awaitable[None]]
     max_job_seconds: float
-    crons: Sequence[CronTask]
     on_startup: Callable[[dict[str, Any]], Awaitable[None]]
     on_shutdown: Callable[[dict[str, Any]], Awaitable[None]]
     concurrency: int
@@ -211,26 +276,11 @@ class WorkerSetup:
     shutdown_grace_s: int
 
 
-def _cron(task: CronTask, queue_name: str) -> Any:
-    # arq's cron job ids (`cron:<name>:<time>`) and their in-progress keys are global in Redis, not per
-    # queue: two deployments sharing a Redis under different queue names would otherwise take each
-    # other's ticks, and one of them would never reconcile.
-    return cron(
-        task.coroutine,
-        name=f"{task.name}:{queue_name}",
-        second=task.second,
-        minute=task.minute,
-        run_at_startup=task.run_at_startup,
-        timeout=task.timeout_s,
-    )
-
-
 def worker_kwargs(setup: WorkerSetup) -> dict[str, Any]:
     """Everything `arq.Worker` needs, tuned for throughput."""
     timeout = setup.max_job_seconds + TIMEOUT_MARGIN_S
     return {
         "functions": [func(setup.run_job, name=RUN_JOB, timeout=timeout, max_tries=1000)],
-        "cron_jobs": [_cron(task, setup.queue_name) for task in setup.crons],
         "on_startup": setup.on_startup,
         "on_shutdown": setup.on_shutdown,
         "redis_settings": RedisSettings.from_dsn(setup.redis_url),

@@ -1,4 +1,4 @@
-"""A duty repeated in the background while a block runs (a worker's registry beat, its lifeline)."""
+"""A duty repeated in the background while a block runs (a worker's registry beat, lifeline, duties)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 log = logging.getLogger(__name__)
 
 
-async def _repeat(name: str, duty: Callable[[], Awaitable[object]], every_s: float, jitter: float) -> None:
+async def _repeat(
+    name: str, duty: Callable[[], Awaitable[object]], every_s: float, jitter: float, wait_first: bool
+) -> None:
+    if wait_first:
+        await asyncio.sleep(every_s * random.uniform(1 - jitter, 1 + jitter))
     while True:
         try:
             await duty()
@@ -22,10 +26,15 @@ async def _repeat(name: str, duty: Callable[[], Awaitable[object]], every_s: flo
 
 @contextlib.asynccontextmanager
 async def repeating(
-    name: str, duty: Callable[[], Awaitable[object]], every_s: float, jitter: float = 0.0
+    name: str,
+    duty: Callable[[], Awaitable[object]],
+    every_s: float,
+    jitter: float = 0.0,
+    wait_first: bool = False,
 ) -> AsyncIterator[None]:
-    """Run `duty` now and then every `every_s` seconds (± `jitter` of it) until the block ends."""
-    task = asyncio.create_task(_repeat(name, duty, every_s, jitter), name=name)
+    """Run `duty` now (or, with `wait_first`, after one period) and then every `every_s` seconds
+    (± `jitter` of it) until the block ends."""
+    task = asyncio.create_task(_repeat(name, duty, every_s, jitter, wait_first), name=name)
     try:
         yield
     finally:

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from backend.domain.enums import JobStatus, RunOutcome
 
@@ -103,6 +103,27 @@ class Claim:
     owner_id: uuid.UUID
 
 
+class Delivery(NamedTuple):
+    """A "run this job" message to put on the queue: the job, its attempts so far (the delivery's
+    identity), when it is due, and what orders it among others: its owner (fair share) and priority."""
+
+    job_id: uuid.UUID
+    attempts: int
+    run_at: datetime | None = None  # None: now
+    owner_id: uuid.UUID | None = None
+    priority: int = 0
+
+    @classmethod
+    def of(cls, job: JobRecord) -> Delivery:
+        """The next delivery of a job."""
+        return cls(job.id, job.attempts, job.scheduled_at, job.owner_id, job.priority)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Delivery:
+        """From a row with `id, attempts, scheduled_at, owner_id, priority` (`DELIVERY_COLUMNS`)."""
+        return cls(row["id"], row["attempts"], row["scheduled_at"], row["owner_id"], row["priority"])
+
+
 @dataclass(frozen=True, slots=True)
 class EndedRun:
     """A run end that the database accepted: where the job went next."""
@@ -112,7 +133,13 @@ class EndedRun:
     attempts: int
     scheduled_at: datetime
     owner_id: uuid.UUID
+    priority: int
     freed_capped_slot: bool = False  # the owner was at its running cap: a waiting job may start now
+
+    @property
+    def delivery(self) -> Delivery:
+        """The job's next delivery (for a job that will run again)."""
+        return Delivery(self.job_id, self.attempts, self.scheduled_at, self.owner_id, self.priority)
 
 
 @dataclass(frozen=True, slots=True)

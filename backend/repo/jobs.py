@@ -103,6 +103,8 @@ EXPORT_COLUMNS = "id, type, name, status, attempts, error, created_at, started_a
 STREAM = f"SELECT {EXPORT_COLUMNS} FROM jobs WHERE {FILTERED} ORDER BY created_at, id"
 
 # Running jobs of the same owner; with the partial index ix_jobs_owner_running this counts at most the cap.
+# What a delivery needs (`Delivery.from_row`).
+DELIVERY_COLUMNS = "id, attempts, scheduled_at, owner_id, priority"
 # A paused type's waiting jobs are neither claimed nor put back on the queue (resuming enqueues them).
 NOT_PAUSED = "NOT EXISTS (SELECT 1 FROM paused_types p WHERE p.type = jobs.type)"
 OWNER_RUNNING = f"(SELECT count(*) FROM jobs r WHERE r.owner_id = jobs.owner_id AND r.status = {RUNNING})"
@@ -154,14 +156,15 @@ END_RUNS = f"""
                claim_token = NULL, worker_id = NULL, lease_expires_at = NULL, updated_at = now()
         FROM ended e
         WHERE jobs.id = e.id AND jobs.claim_token = e.token AND jobs.status = {RUNNING}
-        RETURNING jobs.id, jobs.owner_id, jobs.status, jobs.attempts, jobs.scheduled_at, e.token, e.outcome,
+        RETURNING jobs.id, jobs.owner_id, jobs.status, jobs.attempts, jobs.scheduled_at, jobs.priority,
+                  e.token, e.outcome,
                   {owner_cap("$10")} AS owner_cap,
                   -- the statement's snapshot: the owner's running jobs, this one included (capped only)
                   CASE WHEN {owner_cap("$10")} > 0 THEN {OWNER_RUNNING} ELSE 0 END AS owner_running
     ), runs AS (
         UPDATE job_runs SET ended_at = now(), outcome = j.outcome FROM j WHERE job_runs.claim_token = j.token
     )
-    SELECT id, owner_id, status, attempts, scheduled_at, owner_cap, owner_running FROM j
+    SELECT id, owner_id, status, attempts, scheduled_at, priority, owner_cap, owner_running FROM j
 """
 LAPSED = f"""
     SELECT id, claim_token, attempts, max_attempts, cancel_requested FROM jobs
@@ -196,7 +199,7 @@ FAILURE_GROUPS = f"""
     GROUP BY type, error ORDER BY jobs DESC, last_seen DESC LIMIT $3
 """
 DUE_WAITING = f"""
-    SELECT id, attempts, scheduled_at FROM jobs
+    SELECT {DELIVERY_COLUMNS} FROM jobs
     WHERE status IN ({WAITING}) AND NOT cancel_requested
       AND updated_at < now() - make_interval(secs => $1)
       AND scheduled_at < now() + make_interval(secs => $3)
@@ -205,14 +208,14 @@ DUE_WAITING = f"""
 """
 # The owner's next due jobs, for the slots its ended runs freed.
 PROMOTE = f"""
-    SELECT id, attempts, scheduled_at FROM jobs
+    SELECT {DELIVERY_COLUMNS} FROM jobs
     WHERE owner_id = $1 AND status IN ({WAITING}) AND scheduled_at <= now() AND NOT cancel_requested
       AND {NOT_PAUSED}
     ORDER BY scheduled_at, id LIMIT $2
 """
 # A resumed type's waiting jobs, a batch at a time along ix_jobs_waiting_due (within the queue horizon).
 WAITING_OF_TYPE = f"""
-    SELECT id, attempts, scheduled_at FROM jobs
+    SELECT {DELIVERY_COLUMNS} FROM jobs
     WHERE type = $1 AND status IN ({WAITING}) AND NOT cancel_requested
       AND scheduled_at < now() + make_interval(secs => $2) AND (scheduled_at, id) > ($3, $4)
     ORDER BY scheduled_at, id LIMIT $5
@@ -255,8 +258,9 @@ def _end_row(job_id: uuid.UUID, token: uuid.UUID, end: RunEnd) -> tuple[Any, ...
 
 def _ended(row: asyncpg.Record) -> EndedRun:
     capped = row["owner_cap"] > 0 and row["owner_running"] >= row["owner_cap"]
+    status = JobStatus(row["status"])
     return EndedRun(
-        row["id"], JobStatus(row["status"]), row["attempts"], row["scheduled_at"], row["owner_id"], capped
+        row["id"], status, row["attempts"], row["scheduled_at"], row["owner_id"], row["priority"], capped
     )
 
 

@@ -23,7 +23,7 @@ from backend.domain.errors import (
 from backend.domain.job_types import SPECS
 from backend.domain.jobs import BulkRequest, BulkResult, JobPublic, JobSubmission, job_location
 from backend.domain.lifecycle import CANCELLED_BY_REQUEST, Event, next_status, sources
-from backend.domain.records import FailureGroup, JobRecord, RunRecord
+from backend.domain.records import Delivery, FailureGroup, JobRecord, RunRecord
 from backend.repo.idempotency import IdempotencyRepository, StoredResponse
 from backend.repo.jobs import JobFilters, JobRepository
 from backend.resources import Resources
@@ -89,7 +89,7 @@ class JobService:
                 return outcome
             job = outcome
         self.quotas.accepted(owner_id)
-        await self.queue.enqueue(job.id, 0, job.scheduled_at)
+        await self.queue.enqueue(Delivery.of(job))
         view = JobPublic.of(job, show_owner).model_dump(mode="json")
         return Submitted(201, view, job_location(job.id), replayed=False)
 
@@ -222,7 +222,7 @@ class JobService:
         target = next_status(status, event)
         if event is Event.REQUEUE:
             moved = await self.jobs.requeue(owner_id, ids, status, target)
-            await self.queue.enqueue_many([(j.id, j.attempts, j.scheduled_at) for j in moved])
+            await self.queue.enqueue_many([Delivery.of(j) for j in moved])
             return moved
         error = CANCELLED_BY_REQUEST if target.is_terminal else None
         moved = await self.jobs.cancel(owner_id, ids, status, target, error)

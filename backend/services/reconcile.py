@@ -10,6 +10,7 @@ import asyncpg
 
 from backend.core.periodic import repeating
 from backend.domain.lifecycle import Ending, RunState, decide
+from backend.domain.records import Delivery
 from backend.repo.jobs import JobRepository
 from backend.resources import Resources
 from backend.services.locks import RECONCILE_LOCK, try_xact_lock
@@ -71,7 +72,7 @@ async def reconcile(res: Resources) -> ReconcileReport:
     await forget_dead_workers(res)
     held = await res.queue.held([(row["id"], row["attempts"]) for row in waiting])
     for row, is_held in zip(waiting, held, strict=True):
-        if not is_held and await res.queue.enqueue(row["id"], row["attempts"], row["scheduled_at"]):
+        if not is_held and await res.queue.enqueue(Delivery.from_row(row)):
             report.requeued += 1
     if report.requeued:
         log.info("re-enqueued jobs Redis had lost", extra={"count": report.requeued})

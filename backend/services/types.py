@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from backend.domain.errors import UnknownJobType
 from backend.domain.job_types import JOB_TYPES, SPECS, TypeState
+from backend.domain.records import Delivery
 from backend.repo.jobs import JobRepository
 from backend.repo.paused_types import PausedTypeRepository
 from backend.resources import Resources
@@ -48,9 +49,7 @@ class TypeControl:
         horizon = self.resources.settings.queue_horizon_seconds
         after = None
         while batch := await jobs.waiting_of_type(job_type, horizon, after, RESUME_BATCH):
-            await self.resources.queue.enqueue_many(
-                [(r["id"], r["attempts"], r["scheduled_at"]) for r in batch]
-            )
+            await self.resources.queue.enqueue_many([Delivery.from_row(r) for r in batch])
             if len(batch) < RESUME_BATCH:
                 break
             after = (batch[-1]["scheduled_at"], batch[-1]["id"])
