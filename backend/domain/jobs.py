@@ -120,6 +120,9 @@ class JobPublic(BaseModel):
     error: str | None
     result_file: ResultFile | None
     tags: list[str]
+    schedule_id: uuid.UUID | None = Field(
+        default=None, description="The schedule whose fire made this job (read-only); null otherwise."
+    )
     created_at: datetime
     scheduled_at: datetime
     started_at: datetime | None
