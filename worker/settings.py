@@ -17,13 +17,15 @@ from backend.domain.job_types import MAX_TIMEOUT_S
 from backend.resources import open_resources
 from backend.services.purge import purge
 from backend.services.reconcile import lifeline, reconcile
+from backend.services.schedules import firing
 from backend.services.stats import FOLD_BUDGET_S, refresh_stats
 from backend.services.workers import registered
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-CRON_CONNECTIONS = 5  # reconcile, purge (two), stats and the registry beat hold connections besides the jobs
+# reconcile, purge (two), stats, the registry beat and schedule firing hold connections besides the jobs
+CRON_CONNECTIONS = 6
 
 
 async def run_job(ctx: dict[str, Any], job_id: str) -> None:
@@ -60,6 +62,7 @@ def make_startup(settings: Settings) -> Any:
         runtime = ctx["runtime"] = Runtime(res, worker_id())
         await stack.enter_async_context(registered(res, runtime.worker_id, runtime.heartbeat_interval))
         await stack.enter_async_context(lifeline(res, settings.reconcile_every_seconds))
+        await stack.enter_async_context(firing(res, settings.schedule_poll_seconds))
         log.info("worker ready", extra={"worker_id": runtime.worker_id})
 
     return startup

@@ -137,6 +137,8 @@ TimeZoneName = Annotated[
     ),
     BeforeValidator(_zone_name),
 ]
+
+
 def _optional_not_null(schema: dict[str, Any]) -> None:
     """JSON Schema of an optional field that may be left out but not sent as null (`X | None` in Python,
     so that errors name the field itself rather than a branch of a union)."""

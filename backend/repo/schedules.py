@@ -22,8 +22,8 @@ INSERT = """
 """
 # Serialises one owner's creations (so the per-key limit is exact), then counts its schedules.
 LOCK_AND_COUNT = """
-    SELECT pg_advisory_xact_lock(hashtextextended('schedules:' || $1::text, 0)),
-           (SELECT count(*) FROM schedules WHERE owner_id = $1) AS schedules
+    SELECT pg_advisory_xact_lock(hashtextextended('schedules:' || $1::uuid::text, 0)),
+           (SELECT count(*) FROM schedules WHERE owner_id = $1::uuid) AS schedules
 """
 GET = "SELECT * FROM schedules WHERE id = $1 AND ($2::uuid IS NULL OR owner_id = $2)"
 GET_FOR_UPDATE = GET + " FOR UPDATE"
