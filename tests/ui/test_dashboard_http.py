@@ -218,7 +218,11 @@ async def test_job_list_filters_as_the_form_sends_them(stack: Stack) -> None:
         await submit(api, "square_sum", {"data": [1]}, name="plain-one")
         await wait_for(api, tagged["id"], {"completed"})
         empty_form = await ui.get("/ui/jobs?type=&tags=&q=")  # the filter form with nothing chosen
-        assert empty_form.status_code == 200 and "tagged-one" in empty_form.text and "plain-one" in empty_form.text
+        assert (
+            empty_form.status_code == 200
+            and "tagged-one" in empty_form.text
+            and "plain-one" in empty_form.text
+        )
         by_tag = await ui.get("/ui/jobs?tags=red,+big&type=square_sum&status=completed")
         assert by_tag.status_code == 200 and "tagged-one" in by_tag.text and "plain-one" not in by_tag.text
         by_name = await ui.get("/ui/jobs?q=PLAIN")
