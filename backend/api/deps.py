@@ -171,7 +171,7 @@ IdempotencyDep = Annotated[IdempotencyKey | None, Depends(idempotency_request)]
 
 async def get_schedule_service(state: StateDep) -> ScheduleService:
     """Schedule use cases on the shared pool."""
-    return ScheduleService(state.resources)
+    return ScheduleService(state.resources.settings, state.resources.pool)
 
 
 ScheduleServiceDep = Annotated[ScheduleService, Depends(get_schedule_service)]

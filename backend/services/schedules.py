@@ -67,10 +67,10 @@ def decode_cursor(cursor: str) -> uuid.UUID:
 class ScheduleService:
     """Schedule rules for the API; each operation borrows a pooled connection only as long as needed."""
 
-    def __init__(self, resources: Resources) -> None:
-        self.settings = resources.settings
-        self.pool = resources.pool
-        self.schedules = ScheduleRepository(resources.pool)
+    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.schedules = ScheduleRepository(pool)
 
     async def create(self, owner_id: uuid.UUID, body: ScheduleCreate) -> ScheduleRecord:
         """Store a new schedule; its first slot is the first after now. 422 past MAX_SCHEDULES_PER_KEY."""
