@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from backend.domain.jobs import JobCreate
 from backend.domain.numbers import json_number
@@ -25,6 +26,9 @@ MAX_EVERY_SECONDS = 366 * 86400  # a year (and a day): past that, use a cron exp
 CRON_FIELDS = 5
 # cronsim looks a few years ahead at most; a slot that far away is "never" for a job platform.
 CRON_SEARCH_SLOTS = 1000
+# Error types of the rules JSON Schema does not state (which expressions parse; one timing of the two).
+CRON_ERROR = "cron_invalid"
+TIMING_ERROR = "schedule_timing"
 
 
 def schedule_location(schedule_id: uuid.UUID) -> str:
@@ -59,12 +63,16 @@ def parse_cron(expr: str) -> str:
     """The expression, normalised to single spaces, if it is a valid five-field cron expression."""
     fields = expr.split()
     if len(fields) != CRON_FIELDS:
-        raise ValueError("must have five fields: minute hour day-of-month month day-of-week")
+        raise PydanticCustomError(
+            CRON_ERROR, "must have five fields: minute hour day-of-month month day-of-week"
+        )
     normalised = " ".join(fields)
     try:
         CronSim(normalised, datetime(2000, 1, 1, tzinfo=UTC))
     except CronSimError as exc:
-        raise ValueError(f"is not a valid cron expression: {exc}") from None
+        raise PydanticCustomError(
+            CRON_ERROR, "not a valid cron expression: {reason}", {"reason": str(exc)}
+        ) from None
     return normalised
 
 
@@ -162,10 +170,8 @@ class ScheduleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: ScheduleName
-    cron: CronText | None = OMITTABLE
-    every_seconds: EverySeconds | None = Field(
-        default=None, validate_default=True, json_schema_extra=_optional_not_null
-    )
+    cron: CronText | None = None
+    every_seconds: EverySeconds | None = Field(default=None, validate_default=True)
     timezone: TimeZoneName = "UTC"
     job: JobCreate = Field(description="The job each fire submits, exactly as `POST /jobs` takes it.")
     overlap: Overlap = Field(
@@ -180,7 +186,7 @@ class ScheduleCreate(BaseModel):
         if "cron" not in info.data:  # the cron field is invalid: that error is enough
             return value
         if (value is None) == (info.data["cron"] is None):
-            raise ValueError("give exactly one of cron and every_seconds")
+            raise PydanticCustomError(TIMING_ERROR, "give exactly one of cron and every_seconds")
         return value
 
     def timing(self) -> Timing:
@@ -214,7 +220,7 @@ class SchedulePatch(BaseModel):
     @classmethod
     def _not_both(cls, value: int | None, info: ValidationInfo) -> int | None:
         if value is not None and info.data.get("cron") is not None:
-            raise ValueError("give cron or every_seconds, not both")
+            raise PydanticCustomError(TIMING_ERROR, "give cron or every_seconds, not both")
         return value
 
     def timing(self, current: Timing) -> Timing:
