@@ -155,7 +155,7 @@ class FireReport:
     """What one tick of the firing duty did."""
 
     fired: int = 0  # jobs made
-    skipped: int = 0  # fires skipped: overlap, a quota, or a job that no longer validates
+    skipped: int = 0  # fires skipped: overlap, a quota, a job that no longer validates, a failed insert
     duplicates: int = 0  # fires whose job already existed (the unique constraint held)
 
 
@@ -230,7 +230,12 @@ async def _make_job(
         return Fired(None, "invalid_job")
     values = new_job(schedule.owner_id, body, settings.default_max_attempts)
     values["name"] = values["name"] or schedule.name
-    return Fired(await jobs.insert_fired(values, schedule.id, slot))
+    try:
+        async with conn.transaction():  # a savepoint: a failed insert must not stall the schedule
+            return Fired(await jobs.insert_fired(values, schedule.id, slot))
+    except asyncpg.PostgresError:
+        log.exception("schedule fire failed", extra={"schedule_id": str(schedule.id)})
+        return Fired(None, "error")
 
 
 async def _over_quota(jobs: JobRepository, settings: Settings, owner_id: uuid.UUID) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -10,9 +11,17 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from tests.utils import db
 from tests.utils.stack import Stack
 
 JOB = {"type": "square_sum", "payload": {"data": [1, 2]}}
+
+
+@pytest.fixture(autouse=True)
+async def no_schedules_left(stack: Stack) -> AsyncIterator[None]:
+    """The shared stack's workers fire schedules: none made here may keep making jobs for later tests."""
+    yield
+    await db.execute(stack.settings, "DELETE FROM schedules")
 
 
 async def create(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
