@@ -144,6 +144,9 @@ class JobPublic(BaseModel):
     priority: int
     concurrency_key: str | None
     concurrency_limit: int | None
+    schedule_id: uuid.UUID | None = Field(
+        default=None, description="The schedule whose fire made this job (read-only); null otherwise."
+    )
     created_at: datetime
     scheduled_at: datetime
     started_at: datetime | None
