@@ -1,4 +1,4 @@
-"""`jobplatform` command line: api, worker, migrate, dev, purge, keys."""
+"""`jobplatform` command line: api, worker, migrate, dev, purge, keys, schedules, submit."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from backend.core.config import Settings, get_settings
 from backend.core.logging import configure_logging
 
 if TYPE_CHECKING:
+    import asyncpg
+
     from backend.repo.api_keys import ApiKeyRepository
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,6 +147,135 @@ async def _revoke(repo: ApiKeyRepository, arg: str | None) -> int:
     return 0
 
 
+async def _schedules(args: argparse.Namespace, settings: Settings) -> int:
+    """Like `keys`, on the database directly: an operator's tool (the API is the tenants' way)."""
+    from backend.db.pool import create_pool
+
+    pool = await create_pool(settings.require_database_url(), 1)
+    try:
+        if args.action == "create":
+            return await _create_schedule(pool, args, settings)
+        if args.action == "delete":
+            return await _delete_schedule(pool, settings, args.schedule_id)
+        return await _list_schedules(pool, settings, args.owner)
+    finally:
+        await pool.close()
+
+
+async def _schedule_owner(
+    pool: asyncpg.Pool, args: argparse.Namespace, settings: Settings
+) -> uuid.UUID | None:
+    """`--owner`, else the active key given as `--api-key` (default $JOBPLATFORM_API_KEY, else
+    $BOOTSTRAP_API_KEY, as `submit` has it)."""
+    from backend.repo.api_keys import ApiKeyRepository
+    from backend.services.auth import hash_key
+
+    if args.owner:
+        return uuid.UUID(args.owner)
+    raw = args.api_key or os.environ.get("JOBPLATFORM_API_KEY") or settings.bootstrap_api_key
+    key = await ApiKeyRepository(pool).active_by_hash(hash_key(raw)) if raw else None
+    return key.id if key else None
+
+
+async def _create_schedule(pool: asyncpg.Pool, args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from pydantic import ValidationError
+
+    from backend.domain.errors import FieldError
+    from backend.domain.schedules import ScheduleCreate
+    from backend.services.schedules import ScheduleService
+
+    owner = await _schedule_owner(pool, args, settings)
+    if owner is None:
+        print(
+            "no owner: pass --owner KEY_ID, or an active key as --api-key / JOBPLATFORM_API_KEY",
+            file=sys.stderr,
+        )
+        return 2
+    body = {"name": args.name, "timezone": args.timezone, "overlap": args.overlap, "paused": args.paused}
+    timing = {"cron": args.cron} if args.cron is not None else {"every_seconds": args.every_seconds}
+    try:
+        job = {"type": args.type, "payload": json.loads(args.payload)}
+        schedule = await ScheduleService(settings, pool).create(
+            owner, ScheduleCreate.model_validate({**body, **timing, "job": job})
+        )
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"{'.'.join(map(str, error['loc']))}: {error['msg']}", file=sys.stderr)
+        return 2
+    except (FieldError, json.JSONDecodeError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    print(f"{schedule.id}\nnext run {schedule.next_run_at.isoformat()}")
+    return 0
+
+
+async def _list_schedules(pool: asyncpg.Pool, settings: Settings, owner: str | None) -> int:
+    from backend.services.schedules import ScheduleService
+
+    rows, cursor = [], None
+    while True:
+        page, cursor = await ScheduleService(settings, pool).list(
+            uuid.UUID(owner) if owner else None, 100, cursor
+        )
+        rows += page
+        if cursor is None:
+            break
+    for s in rows:
+        timing = f"cron {s.cron!r} {s.timezone}" if s.cron else f"every {s.every_seconds}s"
+        state = "paused" if s.paused else f"next {s.next_run_at:%Y-%m-%d %H:%M:%S}Z"
+        print(f"{s.id}  {s.name:20}  {timing:30}  {state:27}  {s.job['type']:12}  owner {s.owner_id}")
+    return 0
+
+
+async def _delete_schedule(pool: asyncpg.Pool, settings: Settings, schedule_id: str | None) -> int:
+    from backend.domain.errors import ScheduleNotFound
+    from backend.services.schedules import ScheduleService
+
+    try:
+        target = uuid.UUID(schedule_id or "")
+    except ValueError:
+        print(
+            f"not a schedule id: {schedule_id!r} (`jobplatform schedules list` shows the ids)",
+            file=sys.stderr,
+        )
+        return 2
+    service = ScheduleService(settings, pool)
+    try:
+        await service.delete(await service.get(None, target))
+    except ScheduleNotFound:
+        print(f"no schedule with id {target}", file=sys.stderr)
+        return 1
+    print(f"deleted schedule {target}")
+    return 0
+
+
+def _add_schedule_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    schedules = sub.add_parser("schedules", help="list, create or delete schedules (on the database)")
+    schedules.add_argument("action", choices=["list", "create", "delete"])
+    schedules.add_argument("schedule_id", nargs="?", help="delete: the schedule's id, as list shows it")
+    schedules.add_argument("--owner", type=_key_id, help="list: only this key's; create: the owner key's id")
+    schedules.add_argument("--api-key", help="create: the owner, by its secret (default: as `submit`)")
+    schedules.add_argument("--name", default="cli", help="create: the schedule's name")
+    timing = schedules.add_mutually_exclusive_group()
+    timing.add_argument("--cron", help='create: e.g. "*/5 * * * *" (in --timezone)')
+    timing.add_argument("--every-seconds", type=_positive, help="create: fire every N seconds")
+    schedules.add_argument("--timezone", default="UTC", help="create: IANA time zone (default UTC)")
+    schedules.add_argument("--type", help="create: the job type, e.g. csv_report")
+    schedules.add_argument("--payload", default="{}", help="create: the job's payload JSON")
+    schedules.add_argument("--overlap", choices=["allow", "skip"], default="allow")
+    schedules.add_argument("--paused", action="store_true", help="create: paused (no fires until resumed)")
+
+
+def _key_id(text: str) -> str:
+    """argparse type: a key id."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a key id: {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `jobplatform` console script."""
     parser = argparse.ArgumentParser(prog="jobplatform", description=__doc__)
@@ -162,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     keys.add_argument("--role", choices=["client", "admin"], default="client", help="create: the key's role")
     keys.add_argument("--max-running", type=_positive, help="create: jobs running at once (its own cap)")
     keys.add_argument("--rate-limit", type=_rate_limit, help="create: e.g. 100/minute (its own limit)")
+    _add_schedule_parser(sub)
     sub_job = sub.add_parser("submit", help="submit a job over HTTP (optionally wait and download)")
     sub_job.add_argument("type", help="job type, e.g. csv_report")
     sub_job.add_argument("--payload", default="{}", help="payload JSON")
@@ -189,6 +321,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(_purge(args.dry_run))
     elif args.command == "keys":
         raise SystemExit(asyncio.run(_keys(args)))
+    elif args.command == "schedules":
+        raise SystemExit(asyncio.run(_schedules(args, settings)))
     elif args.command == "submit":
         raise SystemExit(_submit(args, settings))
 

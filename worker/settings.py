@@ -18,13 +18,15 @@ from backend.domain.job_types import MAX_TIMEOUT_S
 from backend.resources import Resources, open_resources
 from backend.services.purge import purge
 from backend.services.reconcile import lifeline, reconcile
+from backend.services.schedules import firing
 from backend.services.stats import refresh_stats
 from backend.services.workers import registered
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-CRON_CONNECTIONS = 6  # reconcile, lifeline, purge (two), stats and the registry beat, besides the jobs
+# reconcile, lifeline, purge (two), stats, the registry beat and schedule firing, besides the jobs
+CRON_CONNECTIONS = 7
 PROMOTE_EVERY_S = 0.1  # how late a scheduled job or a retry may start, at most (one Redis call when idle)
 
 
@@ -63,6 +65,7 @@ def make_startup(settings: Settings) -> Any:
         await stack.enter_async_context(lifeline(res, settings.reconcile_every_seconds))
         for duty in duties(res, settings):
             await stack.enter_async_context(duty)
+        await stack.enter_async_context(firing(res, settings.schedule_poll_seconds))
         log.info("worker ready", extra={"worker_id": runtime.worker_id})
 
     return startup

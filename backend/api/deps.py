@@ -16,10 +16,11 @@ from backend.api.idempotency import HEADER_MAX_LENGTH, HEADER_PATTERN, parse_ide
 from backend.api.state import AppState
 from backend.core.config import Settings
 from backend.domain.errors import IdempotencyKeyMissing
-from backend.domain.records import JobRecord
+from backend.domain.records import JobRecord, ScheduleRecord
 from backend.services.auth import Principal
 from backend.services.idempotency import IdempotencyKey
 from backend.services.jobs import JobService
+from backend.services.schedules import ScheduleService
 
 
 async def get_state(request: Request) -> AppState:
@@ -98,6 +99,19 @@ async def admin_key(key: CurrentKey) -> Principal:
 
 AdminKey = Annotated[Principal, Depends(admin_key)]
 
+OWNER_PATTERN = "^(all|[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})$"
+
+
+def owner_filter(key: Principal, owner: str | None) -> uuid.UUID | None:
+    """Whose things to list (the `owner` query parameter): the caller's, unless an admin asks for
+    everyone's (None) or one key's; 403 for a client key that asks."""
+    if owner is None:
+        return key.id
+    if not key.is_admin:
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=ADMIN_REQUIRED)
+    return None if owner == "all" else uuid.UUID(owner)
+
+
 RETRY_AFTER_HEADER = {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}
 # What any operation taking `CurrentKey` may answer; routers that authenticate attach it to every route.
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -172,3 +186,21 @@ async def idempotency_request(
 
 
 IdempotencyDep = Annotated[IdempotencyKey | None, Depends(idempotency_request)]
+
+
+async def get_schedule_service(state: StateDep) -> ScheduleService:
+    """Schedule use cases on the shared pool."""
+    return ScheduleService(state.resources.settings, state.resources.pool)
+
+
+ScheduleServiceDep = Annotated[ScheduleService, Depends(get_schedule_service)]
+
+
+async def valid_owned_schedule(
+    schedule_id: uuid.UUID, key: CurrentKey, service: ScheduleServiceDep
+) -> ScheduleRecord:
+    """Load the caller's schedule (any schedule, for an admin key) or answer 404."""
+    return await service.get(None if key.is_admin else key.id, schedule_id)
+
+
+OwnedScheduleDep = Annotated[ScheduleRecord, Depends(valid_owned_schedule)]

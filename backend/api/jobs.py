@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -10,13 +9,14 @@ from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from backend.api.deps import (
-    ADMIN_REQUIRED,
     AUTH_RESPONSES,
+    OWNER_PATTERN,
     CurrentKey,
     IdempotencyDep,
     JobServiceDep,
     OwnedJobDep,
     StateDep,
+    owner_filter,
 )
 from backend.api.errors import ErrorMessage
 from backend.api.json_body import JsonBodyRoute
@@ -40,12 +40,10 @@ from backend.domain.jobs import (
 )
 from backend.domain.lifecycle import Event
 from backend.repo.jobs import JobFilters
-from backend.services.auth import Principal
 from backend.services.watch import event_id, job_updates
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JsonBodyRoute, responses=AUTH_RESPONSES)
 
-OWNER_PATTERN = "^(all|[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})$"
 SSE_RETRY_MS = 1000  # how soon a client reconnects after a stream's lifetime is over
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Job not found (or not yours)"}}
@@ -109,22 +107,13 @@ async def list_jobs(
     """Your jobs (an admin's: every key's with `owner=all`, or one key's), newest first, a page at a time
     (`next_cursor` → `cursor`)."""
     filters = JobFilters(status, type, created_after, created_before, tag, q)
-    owner_id = _owner_filter(key, owner)
+    owner_id = owner_filter(key, owner)
     try:
         rows, next_cursor = await service.list(owner_id, filters, limit, cursor)
     except ValueError as exc:
         detail = [{"loc": ["query", "cursor"], "msg": "Invalid cursor", "type": "value_error"}]
         raise HTTPException(status_code=422, detail=detail) from exc
     return JobList(items=[JobPublic.of(r, key.is_admin) for r in rows], next_cursor=next_cursor)
-
-
-def _owner_filter(key: Principal, owner: str | None) -> uuid.UUID | None:
-    """Whose jobs to list: the caller's, unless an admin asks for everyone's (None) or one key's."""
-    if owner is None:
-        return key.id
-    if not key.is_admin:
-        raise HTTPException(status_code=403, detail=ADMIN_REQUIRED)
-    return None if owner == "all" else uuid.UUID(owner)
 
 
 BULK_RESPONSES: dict[int | str, dict[str, Any]] = {

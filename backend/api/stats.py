@@ -7,9 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
-from backend.api.deps import ADMIN_REQUIRED, AUTH_RESPONSES, CurrentKey, StateDep
+from backend.api.deps import ADMIN_REQUIRED, AUTH_RESPONSES, OWNER_PATTERN, CurrentKey, StateDep
 from backend.api.errors import ErrorMessage
-from backend.api.jobs import OWNER_PATTERN
 from backend.domain.job_types import JobType
 from backend.domain.stats import StatsView, StatsWindow
 from backend.services.auth import Principal

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     enable_diagnostic_jobs: bool | None = Field(
         default=None, description="Allow the `sleep` type; unset: on except in production."
     )
+    max_schedules_per_key: int = Field(
+        default=100, ge=0, description="Schedules one API key may have (0 = no limit)."
+    )
     sse_max_streams_per_key: int = Field(default=10, ge=1, description="Open event streams per API key.")
     sse_max_seconds: float = Field(
         default=300, gt=0, description="An event stream ends after this long; the client reconnects."
@@ -89,6 +92,9 @@ class Settings(BaseSettings):
     poll_delay_seconds: float = Field(default=0.02, gt=0)
     lease_seconds: float = Field(default=15, gt=0)
     heartbeat_seconds: float = Field(default=1.0, gt=0)
+    schedule_poll_seconds: float = Field(
+        default=0.5, gt=0, le=60, description="How often each worker looks for due schedules."
+    )
     reconcile_every_seconds: int = Field(default=3, ge=1, le=60)
     reconcile_grace_seconds: float = Field(default=5, ge=0)
     purge_every_minutes: int = Field(default=10, ge=1, le=60)

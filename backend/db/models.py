@@ -116,6 +116,15 @@ class Job(Base):
             "finished_at",
             postgresql_where=text(TERMINAL),
         ),
+        # One job per schedule and fire time, however many workers fire it (the ON CONFLICT arbiter). Partial:
+        # it holds scheduled jobs only, and serves the schedule's ON DELETE SET NULL.
+        Index(
+            "ux_jobs_schedule_fire",
+            "schedule_id",
+            "schedule_fire_at",
+            unique=True,
+            postgresql_where=text("schedule_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -146,6 +155,43 @@ class Job(Base):
     # At most `concurrency_limit` of the owner's jobs with this key run at once (both set, or neither).
     concurrency_key: Mapped[str | None] = mapped_column(String(200))
     concurrency_limit: Mapped[int | None] = mapped_column(SmallInteger)
+    # Set by a schedule's fire; a deleted schedule leaves its jobs, with schedule_id NULL.
+    schedule_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("schedules.id", ondelete="SET NULL")
+    )
+    schedule_fire_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Schedule(Base):
+    """A job submission made again at every slot of a cron expression or a fixed step (migration 0012)."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        CheckConstraint("(cron IS NULL) <> (every_seconds IS NULL)", name="one_timing"),
+        CheckConstraint("every_seconds >= 1", name="every_seconds_positive"),
+        CheckConstraint("overlap IN ('allow', 'skip')", name="overlap_valid"),
+        Index("ix_schedules_owner", "owner_id", "id"),
+        # The firing duty's scan: due, active schedules only.
+        Index("ix_schedules_due", "next_run_at", postgresql_where=text("NOT paused")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=False
+    )
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    cron: Mapped[str | None] = mapped_column(String(100))
+    every_seconds: Mapped[int | None] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False, server_default="UTC")
+    job: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    overlap: Mapped[str] = mapped_column(String(8), nullable=False, server_default="allow")
+    paused: Mapped[bool] = mapped_column(nullable=False, server_default="false")
+    next_run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # No foreign key: purge may delete that job, and the schedule goes on.
+    last_job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
 
 
 class JobRun(Base):

@@ -22,6 +22,10 @@ class JobNotFound(PlatformError):
     """Job not found"""
 
 
+class ScheduleNotFound(PlatformError):
+    """Schedule not found"""
+
+
 class KeyNotFound(PlatformError):
     """API key not found"""
 

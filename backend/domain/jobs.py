@@ -17,6 +17,7 @@ from pydantic import (
     create_model,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from backend.domain.datetimes import Timestamp
 from backend.domain.enums import JobStatus, RunOutcome
@@ -37,6 +38,7 @@ Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+
 SearchText = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
 ConcurrencyKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
 MIN_PRIORITY, MAX_PRIORITY = -10, 10
+LIMIT_WITHOUT_KEY = "concurrency_limit_without_key"  # the one rule between fields JSON Schema does not state
 
 
 class JobCreateBase(BaseModel):
@@ -67,14 +69,16 @@ class JobCreateBase(BaseModel):
         description="At most `concurrency_limit` of your jobs with this key run at once (all workers).",
     )
     concurrency_limit: Annotated[int, Field(ge=1, le=1000), BeforeValidator(json_number)] | None = Field(
-        default=None, description="How many of your jobs with `concurrency_key` may run at once (default 1)."
+        default=None,
+        description="How many of your jobs with `concurrency_key` may run at once (default 1); needs a "
+        "`concurrency_key`.",
     )
 
     @field_validator("concurrency_limit")
     @classmethod
     def _limit_needs_key(cls, value: int | None, info: ValidationInfo) -> int | None:
         if value is not None and info.data.get("concurrency_key") is None:
-            raise ValueError("needs a concurrency_key")
+            raise PydanticCustomError(LIMIT_WITHOUT_KEY, "Needs a concurrency_key")
         return value
 
     @field_validator("name")
@@ -144,6 +148,9 @@ class JobPublic(BaseModel):
     priority: int
     concurrency_key: str | None
     concurrency_limit: int | None
+    schedule_id: uuid.UUID | None = Field(
+        default=None, description="The schedule whose fire made this job (read-only); null otherwise."
+    )
     created_at: datetime
     scheduled_at: datetime
     started_at: datetime | None

@@ -55,6 +55,8 @@ class JobRecord:
     priority: int
     concurrency_key: str | None
     concurrency_limit: int | None
+    schedule_id: uuid.UUID | None = None  # the schedule whose fire made it
+    schedule_fire_at: datetime | None = None  # that fire's slot: unique per schedule
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> JobRecord:
@@ -163,3 +165,28 @@ class FailureGroup:
     error: str | None
     jobs: int
     last_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """One row of `schedules`."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    name: str
+    cron: str | None
+    every_seconds: int | None
+    timezone: str
+    job: dict[str, Any]
+    overlap: str
+    paused: bool
+    next_run_at: datetime
+    last_run_at: datetime | None
+    last_job_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ScheduleRecord:
+        """Build from a database row holding every column of `schedules`."""
+        return cls(**dict(row.items()))

@@ -74,12 +74,19 @@ FILTERED = "owner_id = $1" + FILTERS
 # serve from ix_jobs_owner_created.
 FILTERED_ANY_OWNER = "$1::uuid IS NULL" + FILTERS
 
-INSERT = """
+_INSERT = """
     INSERT INTO jobs (id, owner_id, type, name, payload, max_attempts, scheduled_at, tags, priority,
-                      concurrency_key, concurrency_limit)
-    VALUES ($1, $2, $3, $4, $5::jsonb, $6, coalesce($7, now()), $8, $9, $10, $11)
+                      concurrency_key, concurrency_limit, schedule_id, schedule_fire_at)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6, coalesce($7, now()), $8, $9, $10, $11, $12, $13)
+    {conflict}
     RETURNING *
 """
+INSERT = _INSERT.format(conflict="")
+# A schedule's fire: the unique (schedule_id, schedule_fire_at) makes a second insert of the same fire a
+# no-op, however many workers try. Its own statement, so that submissions pay nothing for the arbiter.
+INSERT_FIRED = _INSERT.format(
+    conflict="ON CONFLICT (schedule_id, schedule_fire_at) WHERE schedule_id IS NOT NULL DO NOTHING"
+)
 GET_OWNED = "SELECT * FROM jobs WHERE id = $1 AND owner_id = $2"
 GET = "SELECT * FROM jobs WHERE id = $1"
 GET_MANY = "SELECT * FROM jobs WHERE id = ANY($1::uuid[])"
@@ -250,6 +257,15 @@ EXISTING = "SELECT id FROM jobs WHERE id = ANY($1::uuid[])"
 RUNS_OF = "SELECT * FROM job_runs WHERE job_id = $1 ORDER BY started_at, id"
 
 
+def _insert_args(
+    v: dict[str, Any], schedule_id: uuid.UUID | None, fire_at: datetime | None
+) -> tuple[Any, ...]:
+    """The values of `INSERT`, in its column order."""
+    job = (v["id"], v["owner_id"], v["type"], v["name"], v["payload"], v["max_attempts"])
+    dispatch = (v.get("priority", 0), v.get("concurrency_key"), v.get("concurrency_limit"))
+    return (*job, v.get("scheduled_at"), v.get("tags") or [], *dispatch, schedule_id, fire_at)
+
+
 def _end_row(job_id: uuid.UUID, token: uuid.UUID, end: RunEnd) -> tuple[Any, ...]:
     """One run's values in the column order of `END_RUNS`."""
     status, refund, outcome = end.status.value, int(end.refund_attempt), end.outcome.value
@@ -274,11 +290,14 @@ class JobRepository:
 
     async def insert(self, values: dict[str, Any]) -> JobRecord:
         """Insert a new job; server defaults come back in the record."""
-        v = values
-        args = (v["id"], v["owner_id"], v["type"], v["name"], v["payload"], v["max_attempts"])
-        dispatch = (v.get("priority", 0), v.get("concurrency_key"), v.get("concurrency_limit"))
-        row = await self.db.fetchrow(INSERT, *args, v.get("scheduled_at"), v.get("tags") or [], *dispatch)
-        return JobRecord.from_row(row)
+        return JobRecord.from_row(await self.db.fetchrow(INSERT, *_insert_args(values, None, None)))
+
+    async def insert_fired(
+        self, values: dict[str, Any], schedule_id: uuid.UUID, fire_at: datetime
+    ) -> JobRecord | None:
+        """Insert the job of one fire of a schedule; None if that fire already made its job."""
+        row = await self.db.fetchrow(INSERT_FIRED, *_insert_args(values, schedule_id, fire_at))
+        return None if row is None else JobRecord.from_row(row)
 
     async def get_owned(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> JobRecord | None:
         """The job if it exists and belongs to the owner."""

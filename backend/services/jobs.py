@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from backend.core.config import Settings
 from backend.core.ids import uuid7
 from backend.domain.datetimes import in_utc_range
 from backend.domain.enums import JobStatus
@@ -58,6 +59,30 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     return in_utc_range(datetime.fromisoformat(created)), uuid.UUID(job_id)
 
 
+def check_allowed(settings: Settings, body: JobSubmission, loc: tuple[str, ...]) -> None:
+    """FieldError (422 at `loc` + type) if the submission's type may not be submitted here."""
+    if SPECS[body.type].diagnostic and not settings.diagnostic_jobs_enabled:
+        message = f"Job type {body.type!r} is a diagnostic type, disabled here (ENABLE_DIAGNOSTIC_JOBS)"
+        raise FieldError(message, (*loc, "type"), "job_type_disabled")
+
+
+def new_job(owner_id: uuid.UUID, body: JobSubmission, default_max_attempts: int) -> dict[str, Any]:
+    """The row values of a new job from a submission (a client's, or a schedule's at its fire)."""
+    return {
+        "id": uuid7(),
+        "owner_id": owner_id,
+        "type": body.type,
+        "name": body.name,
+        "payload": body.payload.model_dump(mode="json"),
+        "max_attempts": body.max_attempts or default_max_attempts,
+        "scheduled_at": body.scheduled_at,
+        "tags": sorted(set(body.tags)),
+        "priority": body.priority,
+        "concurrency_key": body.concurrency_key,
+        "concurrency_limit": body.concurrency_limit or (1 if body.concurrency_key else None),
+    }
+
+
 class _KeyTaken(Exception):
     """A live record holds the idempotency key: roll this submission back and replay that one."""
 
@@ -94,24 +119,10 @@ class JobService:
         return Submitted(201, view, job_location(job.id), replayed=False)
 
     def _allowed(self, body: JobSubmission) -> None:
-        if SPECS[body.type].diagnostic and not self.settings.diagnostic_jobs_enabled:
-            message = f"Job type {body.type!r} is a diagnostic type, disabled here (ENABLE_DIAGNOSTIC_JOBS)"
-            raise FieldError(message, ("body", "type"), "job_type_disabled")
+        check_allowed(self.settings, body, ("body",))
 
     def _new_job(self, owner_id: uuid.UUID, body: JobSubmission) -> dict[str, Any]:
-        return {
-            "id": uuid7(),
-            "owner_id": owner_id,
-            "type": body.type,
-            "name": body.name,
-            "payload": body.payload.model_dump(mode="json"),
-            "max_attempts": body.max_attempts or self.settings.default_max_attempts,
-            "scheduled_at": body.scheduled_at,
-            "tags": sorted(set(body.tags)),
-            "priority": body.priority,
-            "concurrency_key": body.concurrency_key,
-            "concurrency_limit": body.concurrency_limit or (1 if body.concurrency_key else None),
-        }
+        return new_job(owner_id, body, self.settings.default_max_attempts)
 
     async def _submit_with_key(
         self, owner_id: uuid.UUID, values: dict[str, Any], idem: IdempotencyRequest, show_owner: bool

@@ -22,6 +22,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from starlette.types import Receive, Scope, Send
 
 from backend.core.config import Settings
+from backend.domain.jobs import LIMIT_WITHOUT_KEY
+from backend.domain.schedules import CRON_ERROR, TIMING_ERROR
 from backend.main import create_app
 from backend.services.auth import create_key
 from tests.utils import db
@@ -29,6 +31,7 @@ from tests.utils.stack import open_stack
 
 MAX_EXAMPLES = 50
 API_KEY = "jp_schemathesis_" + secrets.token_urlsafe(16)
+SCHEDULE_RULES = {CRON_ERROR, TIMING_ERROR}
 HYPOTHESIS = settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 
 
@@ -93,13 +96,19 @@ def app(platform: Settings) -> Iterator[None]:
 
 
 def refused_for_what_no_schema_states(response: Any) -> bool:
-    """A 422 that only names a made-up cursor (any string fits its schema, only real ones work) or a
-    date-time out of range in UTC (JSON Schema cannot bound a date-time)."""
+    """A 422 that only names a made-up cursor (any string fits its schema, only real ones work), a
+        date-time out of range in UTC (JSON Schema cannot bound a date-time), a cron expression that does not
+        parse, a schedule given both or neither of `cron` and `every_seconds` (its description says so), or a
+    `concurrency_limit` with no `concurrency_key` (likewise)."""
     if response.status_code != 422 or not response.content:  # a HEAD response has no body to tell
         return False
     errors = response.json()["detail"]
     return isinstance(errors, list) and all(
-        e["loc"] == ["query", "cursor"] or "out of range" in e["msg"] for e in errors
+        e["loc"] == ["query", "cursor"]
+        or "out of range" in e["msg"]
+        or e["type"] in SCHEDULE_RULES
+        or e["type"] == LIMIT_WITHOUT_KEY
+        for e in errors
     )
 
 

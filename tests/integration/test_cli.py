@@ -107,3 +107,50 @@ async def test_keys_create_with_a_role_and_limits(stack: Stack) -> None:
     for bad in (["--role", "root"], ["--max-running", "0"], ["--rate-limit", "10/day"]):
         refused = await asyncio.to_thread(_run, ["keys", "create", "bad", *bad], env)
         assert refused.returncode == 2 and bad[0] in refused.stderr, refused.stderr
+
+
+async def test_schedules_create_list_delete(stack: Stack) -> None:
+    env = settings_env(stack.settings)
+    async with db.pool(stack.settings) as pool:
+        raw, owner = await create_key(pool, "sched-owner", f"jp_sched_{uuid.uuid4().hex}")
+    args = [
+        "schedules",
+        "create",
+        "--name",
+        "hourly-sum",
+        "--cron",
+        "0 * * * *",
+        "--timezone",
+        "Europe/Paris",
+    ]
+    args += ["--type", "square_sum", "--payload", '{"data": [1, 2]}', "--overlap", "skip", "--api-key", raw]
+    created = await asyncio.to_thread(_run, args, env)
+    assert created.returncode == 0, created.stderr
+    schedule_id, next_line = created.stdout.splitlines()
+    assert uuid.UUID(schedule_id) and next_line.startswith("next run ")
+    async with await stack.client(raw) as client:
+        view = (await client.get(f"/schedules/{schedule_id}")).json()
+    assert view["cron"] == "0 * * * *" and view["overlap"] == "skip" and view["job"]["type"] == "square_sum"
+
+    listed = await asyncio.to_thread(_run, ["schedules", "list", "--owner", str(owner)], env)
+    assert listed.returncode == 0 and listed.stdout.startswith(f"{schedule_id}  hourly-sum"), listed.stdout
+
+    for bad, field in [
+        (["--cron", "0 25 * * *"], "cron"),
+        (["--every-seconds", "5", "--timezone", "Nowhere"], "timezone"),
+        (["--every-seconds", "5", "--payload", '{"data": "x"}'], "job.square_sum.payload.data"),
+    ]:
+        refused = await asyncio.to_thread(
+            _run, ["schedules", "create", "--owner", str(owner), "--type", "square_sum", *bad], env
+        )
+        assert refused.returncode == 2 and field in refused.stderr, refused.stderr
+    no_owner = {**env, "BOOTSTRAP_API_KEY": "", "JOBPLATFORM_API_KEY": ""}
+    orphan = await asyncio.to_thread(
+        _run, ["schedules", "create", "--every-seconds", "5", "--type", "sleep"], no_owner
+    )
+    assert orphan.returncode == 2 and "no owner" in orphan.stderr
+
+    deleted = await asyncio.to_thread(_run, ["schedules", "delete", schedule_id], env)
+    assert deleted.returncode == 0 and f"deleted schedule {schedule_id}" in deleted.stdout
+    again = await asyncio.to_thread(_run, ["schedules", "delete", schedule_id], env)
+    assert again.returncode == 1 and "no schedule with id" in again.stderr
