@@ -226,3 +226,25 @@ async def test_job_list_filters_as_the_form_sends_them(stack: Stack) -> None:
         assert "tagged-one" in by_id.text and "plain-one" not in by_id.text
         bad = await ui.get("/ui/jobs?status=nope&tags=" + "x" * 70)
         assert bad.status_code == 400 and "Tags: up to 20" in bad.text
+
+
+async def test_schedules_page_pauses_resumes_and_deletes(stack: Stack, client: httpx.AsyncClient) -> None:
+    body = {"name": "nightly-ui", "cron": "0 3 * * *", "timezone": "Europe/Paris", "job": BASE_JOB}
+    others = (await client.post("/schedules", json={**body, "name": "not-mine"})).json()
+    ui, key = await signed_in(stack)
+    async with aclosing(ui), await stack.client(key) as api:
+        mine = (await api.post("/schedules", json=body)).json()
+        page = await ui.get("/ui/schedules")
+        assert "nightly-ui" in page.text and "not-mine" not in page.text and "Europe/Paris" in page.text
+        csrf = token_in(page)
+        assert (await ui.post(f"/ui/schedules/{mine['id']}/pause", data={"csrf": csrf})).status_code == 303
+        assert (await api.get(f"/schedules/{mine['id']}")).json()["paused"] is True
+        assert (await ui.post(f"/ui/schedules/{mine['id']}/resume", data={"csrf": csrf})).status_code == 303
+        assert (await api.get(f"/schedules/{mine['id']}")).json()["paused"] is False
+        assert (await ui.post(f"/ui/schedules/{others['id']}/pause", data={"csrf": csrf})).status_code == 404
+        assert (await ui.post(f"/ui/schedules/{mine['id']}/delete", data={"csrf": csrf})).status_code == 303
+        assert (await api.get(f"/schedules/{mine['id']}")).status_code == 404
+    await client.delete(f"/schedules/{others['id']}")
+
+
+BASE_JOB = {"type": "square_sum", "payload": {"data": [1]}}
