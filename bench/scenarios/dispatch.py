@@ -169,6 +169,8 @@ async def _fair_share(ctx: Context, system: PlatformSystem) -> None:
         )
         done, first, last = await ctx.db.fetchrow(DRAINED, system.owners[HEAVY])
         heavy_rate = done / float(last - first)
+        slots = s.fair_workers * _setting(ctx, "worker_concurrency")
+        turn = slots / heavy_rate
     finally:
         await redis.aclose()
 
@@ -201,7 +203,9 @@ async def _fair_share(ctx: Context, system: PlatformSystem) -> None:
         f"each light delivery's rank in the queue right after its POST: median {median(ranks):.0f}, max "
         f"{max(ranks, default=0)} ({len(ranks)} of {s.fair_light_jobs} still queued or running then). "
         f"The heavy key drained at {heavy_rate:.0f} jobs/s, so first-come-first-served would have made a "
-        f"light job wait about {depth / heavy_rate:.1f} s.",
+        f"light job wait about {depth / heavy_rate:.1f} s. One turn of a worker slot under the flood "
+        f"({slots} slots ÷ that rate, a no-op's time in a saturated worker) was {turn * 1000:.0f} ms: the "
+        f"light key's p50/p99 were {p50 / turn:.1f}/{p99 / turn:.1f} of it.",
     )
 
 
