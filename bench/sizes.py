@@ -27,6 +27,11 @@ class Sizes:
     recovery_settings: dict[str, str] = field(default_factory=dict)  # worker env overrides
     profile_seconds: float = 8.0
     stats_jobs: int = 1_000_000  # rows in the jobs table while GET /stats is measured
+    fair_heavy_jobs: int = 20_000  # the heavy key's backlog (scenario 8)
+    fair_light_jobs: int = 50  # the light key's jobs, one at a time
+    fair_light_gap_s: float = 0.05
+    fair_workers: int = 2
+    dispatch_rounds: int = 2  # plain / with priorities and caps, alternated, each this many times
 
 
 DEFAULT = Sizes(name="default")
@@ -49,4 +54,8 @@ TINY = Sizes(
     recovery_settings={"LEASE_SECONDS": "1", "HEARTBEAT_SECONDS": "0.2", "RECONCILE_EVERY_SECONDS": "1"},
     profile_seconds=1.0,
     stats_jobs=20_000,
+    fair_heavy_jobs=200,
+    fair_light_jobs=10,
+    fair_light_gap_s=0.02,
+    dispatch_rounds=1,
 )
