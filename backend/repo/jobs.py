@@ -143,8 +143,10 @@ CLAIM = f"""
                                     type, {type_cap("$6")}))
         RETURNING id, attempts, max_attempts, type, payload, owner_id
     ), run AS (
-        INSERT INTO job_runs (job_id, attempt, claim_token, worker_id)
-        SELECT id, attempts, $2, $3 FROM claimed
+        -- started when the claim was granted, after any cap lock it waited for (not when the statement
+        -- began): a run never appears to overlap the run whose end let it in
+        INSERT INTO job_runs (job_id, attempt, claim_token, worker_id, started_at)
+        SELECT id, attempts, $2, $3, clock_timestamp() FROM claimed
     )
     SELECT * FROM claimed
 """
