@@ -66,7 +66,8 @@ class Runtime:
     async def run(self, job_id: uuid.UUID, delivery: str) -> None:
         """Run the job if this delivery wins the claim; a duplicate or late delivery is a no-op."""
         s = self.settings
-        claim = await self.jobs.claim(job_id, self.worker_id, s.lease_seconds, s.max_running_jobs_per_key)
+        caps = (s.max_running_jobs_per_key, s.type_concurrency)
+        claim = await self.jobs.claim(job_id, self.worker_id, s.lease_seconds, *caps)
         if claim is None:
             log.debug("delivery skipped: not claimable", extra={"job_id": str(job_id)})
             return
@@ -188,7 +189,9 @@ class Runtime:
 
     async def _end(self, claim: Claim, end: RunEnd) -> bool:
         """Write the decision, fenced by the claim; re-enqueue a retry. False if the claim was lost."""
-        cap = self.settings.max_running_jobs_per_key
-        ended = await record_ends(self.res.pool, [(claim.job_id, claim.token, end)], cap)
+        s = self.settings
+        ended = await record_ends(
+            self.res.pool, [(claim.job_id, claim.token, end)], s.max_running_jobs_per_key, s.type_concurrency
+        )
         await requeue_after(self.res.pool, self.res.queue, ended)
         return bool(ended)

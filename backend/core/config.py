@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     # Off by default, as PRODUCT.md has it (per-key max_running: unset = no cap); a capped key that saturates
     # its cap pays for refused claims and promotions (measured in bench/RESULTS.md).
     max_running_jobs_per_key: int = Field(default=0, ge=0, description="Jobs running at once, fleet-wide.")
+    type_concurrency: dict[str, int] = Field(
+        default_factory=dict,
+        description='Jobs of a type running at once, fleet-wide, e.g. {"csv_report": 4}; others: no cap.',
+    )
     max_result_bytes_per_key: int = Field(default=10 * 2**30, ge=0, description="Result files kept.")
     enable_diagnostic_jobs: bool | None = Field(
         default=None, description="Allow the `sleep` type; unset: on except in production."
@@ -126,6 +130,17 @@ class Settings(BaseSettings):
             from backend.adapters.ratelimit import RateLimit
 
             RateLimit.parse(value)
+        return value
+
+    @field_validator("type_concurrency")
+    @classmethod
+    def _known_types_at_least_one(cls, value: dict[str, int]) -> dict[str, int]:
+        from backend.domain.job_types import SPECS
+
+        if unknown := sorted(set(value) - set(SPECS)):
+            raise ValueError(f"unknown job type(s) {', '.join(unknown)}; known: {', '.join(sorted(SPECS))}")
+        if low := sorted(t for t, cap in value.items() if cap < 1):
+            raise ValueError(f"a cap must be at least 1 (omit a type to leave it uncapped): {', '.join(low)}")
         return value
 
     @field_validator("stats_interval_seconds")

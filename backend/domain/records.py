@@ -136,7 +136,16 @@ class EndedRun:
     scheduled_at: datetime
     owner_id: uuid.UUID
     priority: int
-    freed_capped_slot: bool = False  # the owner was at its running cap: a waiting job may start now
+    # The caps this run was at when it ended: a job each of them held back may start now.
+    freed_capped_slot: bool = False  # the owner's running cap
+    freed_key: str | None = None  # the owner's concurrency key with this name
+    freed_type: str | None = None  # the job type's TYPE_CONCURRENCY
+    due_now: bool = False  # its scheduled_at had come (database time) when the run ended
+
+    @property
+    def freed_any_slot(self) -> bool:
+        """Whether the run ended at one of its caps."""
+        return self.freed_capped_slot or self.freed_key is not None or self.freed_type is not None
 
     @property
     def delivery(self) -> Delivery:

@@ -8,7 +8,7 @@ fenced by the claim token and `status = 'running'`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -115,6 +115,12 @@ DELIVERY_COLUMNS = "id, attempts, scheduled_at, owner_id, priority"
 # A paused type's waiting jobs are neither claimed nor put back on the queue (resuming enqueues them).
 NOT_PAUSED = "NOT EXISTS (SELECT 1 FROM paused_types p WHERE p.type = jobs.type)"
 OWNER_RUNNING = f"(SELECT count(*) FROM jobs r WHERE r.owner_id = jobs.owner_id AND r.status = {RUNNING})"
+# The same for the owner's jobs with this row's concurrency key (ix_jobs_concurrency_running), and for its
+# type (among the running jobs only, a few per worker slot: no index of its own, which every claim would
+# pay for).
+KEY_RUNNING = f"""(SELECT count(*) FROM jobs r WHERE r.owner_id = jobs.owner_id
+                   AND r.concurrency_key = jobs.concurrency_key AND r.status = {RUNNING})"""
+TYPE_RUNNING = f"(SELECT count(*) FROM jobs r WHERE r.type = jobs.type AND r.status = {RUNNING})"
 
 
 def owner_cap(default: str) -> str:
@@ -123,9 +129,17 @@ def owner_cap(default: str) -> str:
     return f"coalesce((SELECT k.max_running FROM api_keys k WHERE k.id = jobs.owner_id), {default})"
 
 
-# The owner's running cap (its key's max_running, else $5; 0: none), exact across workers
-# (`jp_owner_below_cap`, migration 0004). A capped job stays waiting, spends no attempt, and is enqueued
-# again when a run of its owner ends (`PROMOTE`) or by reconcile once the owner is below the cap.
+def type_cap(caps: str) -> str:
+    """The TYPE_CONCURRENCY cap of `jobs`' row's type ($n: a JSON object of caps, or NULL: none)."""
+    return f"({caps}::jsonb ->> jobs.type)::int"
+
+
+# Every running cap, exact across workers (`jp_below_caps`, migration 0013): the owner's (its key's
+# max_running, else $5; 0: none), the job's own concurrency key (at most `concurrency_limit` of the owner's
+# jobs with that key) and its type's (TYPE_CONCURRENCY, $6). A job no cap applies to never calls the
+# function: no lock, no count (the OR is evaluated left to right). A held job stays waiting, spends no
+# attempt, and is enqueued again when a run in the cap that held it ends (`requeue_after`) or by reconcile
+# once every cap of it has room.
 CLAIM = f"""
     WITH claimed AS (
         UPDATE jobs SET status = {RUNNING}, attempts = attempts + 1, claim_token = $2,
@@ -133,11 +147,15 @@ CLAIM = f"""
                started_at = coalesce(started_at, now()), error = NULL, progress = 0, updated_at = now()
         WHERE id = $1 AND status IN ({sql_list(sources(Event.CLAIM))}) AND scheduled_at <= now()
               AND NOT cancel_requested AND {NOT_PAUSED}
-              AND ({owner_cap("$5")} = 0 OR jp_owner_below_cap(owner_id, {owner_cap("$5")}, {RUNNING}))
+              AND (({owner_cap("$5")} = 0 AND concurrency_key IS NULL AND {type_cap("$6")} IS NULL)
+                   OR jp_below_caps(owner_id, {owner_cap("$5")}, concurrency_key, concurrency_limit,
+                                    type, {type_cap("$6")}))
         RETURNING id, attempts, max_attempts, type, payload, owner_id
     ), run AS (
-        INSERT INTO job_runs (job_id, attempt, claim_token, worker_id)
-        SELECT id, attempts, $2, $3 FROM claimed
+        -- started when the claim was granted, after any cap lock it waited for (not when the statement
+        -- began): a run never appears to overlap the run whose end let it in
+        INSERT INTO job_runs (job_id, attempt, claim_token, worker_id, started_at)
+        SELECT id, attempts, $2, $3, clock_timestamp() FROM claimed
     )
     SELECT * FROM claimed
 """
@@ -164,14 +182,19 @@ END_RUNS = f"""
         FROM ended e
         WHERE jobs.id = e.id AND jobs.claim_token = e.token AND jobs.status = {RUNNING}
         RETURNING jobs.id, jobs.owner_id, jobs.status, jobs.attempts, jobs.scheduled_at, jobs.priority,
-                  e.token, e.outcome,
+                  e.token, e.outcome, jobs.scheduled_at <= now() AS due_now,
                   {owner_cap("$10")} AS owner_cap,
                   -- the statement's snapshot: the owner's running jobs, this one included (capped only)
-                  CASE WHEN {owner_cap("$10")} > 0 THEN {OWNER_RUNNING} ELSE 0 END AS owner_running
+                  CASE WHEN {owner_cap("$10")} > 0 THEN {OWNER_RUNNING} ELSE 0 END AS owner_running,
+                  jobs.concurrency_key, jobs.concurrency_limit,
+                  CASE WHEN jobs.concurrency_key IS NOT NULL THEN {KEY_RUNNING} ELSE 0 END AS key_running,
+                  jobs.type, {type_cap("$11")} AS type_cap,
+                  CASE WHEN {type_cap("$11")} IS NOT NULL THEN {TYPE_RUNNING} ELSE 0 END AS type_running
     ), runs AS (
         UPDATE job_runs SET ended_at = now(), outcome = j.outcome FROM j WHERE job_runs.claim_token = j.token
     )
-    SELECT id, owner_id, status, attempts, scheduled_at, priority, owner_cap, owner_running FROM j
+    SELECT id, owner_id, status, attempts, scheduled_at, priority, due_now, owner_cap, owner_running,
+           concurrency_key, concurrency_limit, key_running, type, type_cap, type_running FROM j
 """
 LAPSED = f"""
     SELECT id, claim_token, attempts, max_attempts, cancel_requested FROM jobs
@@ -211,13 +234,23 @@ DUE_WAITING = f"""
       AND updated_at < now() - make_interval(secs => $1)
       AND scheduled_at < now() + make_interval(secs => $3)
       AND ({owner_cap("$4")} = 0 OR {OWNER_RUNNING} < {owner_cap("$4")}) AND {NOT_PAUSED}
+      AND (concurrency_key IS NULL OR {KEY_RUNNING} < concurrency_limit)
+      AND ({type_cap("$5")} IS NULL OR {TYPE_RUNNING} < {type_cap("$5")})
     ORDER BY scheduled_at LIMIT $2
 """
-# The owner's next due jobs, for the slots its ended runs freed.
+# The next due jobs of a cap whose ended runs freed slots: the owner's, the owner's with one concurrency
+# key (ix_jobs_concurrency_waiting), a type's (along ix_jobs_waiting_due).
+DUE_NOW = f"status IN ({WAITING}) AND scheduled_at <= now() AND NOT cancel_requested AND {NOT_PAUSED}"
 PROMOTE = f"""
-    SELECT {DELIVERY_COLUMNS} FROM jobs
-    WHERE owner_id = $1 AND status IN ({WAITING}) AND scheduled_at <= now() AND NOT cancel_requested
-      AND {NOT_PAUSED}
+    SELECT {DELIVERY_COLUMNS} FROM jobs WHERE owner_id = $1 AND {DUE_NOW}
+    ORDER BY scheduled_at, id LIMIT $2
+"""
+PROMOTE_KEY = f"""
+    SELECT {DELIVERY_COLUMNS} FROM jobs WHERE owner_id = $1 AND concurrency_key = $2 AND {DUE_NOW}
+    ORDER BY scheduled_at, id LIMIT $3
+"""
+PROMOTE_TYPE = f"""
+    SELECT {DELIVERY_COLUMNS} FROM jobs WHERE type = $1 AND {DUE_NOW}
     ORDER BY scheduled_at, id LIMIT $2
 """
 # A resumed type's waiting jobs, a batch at a time along ix_jobs_waiting_due (within the queue horizon).
@@ -272,11 +305,29 @@ def _end_row(job_id: uuid.UUID, token: uuid.UUID, end: RunEnd) -> tuple[Any, ...
     return job_id, token, status, refund, end.result, end.result_file, end.error, end.retry_in_s, outcome
 
 
+def _type_caps(caps: Mapping[str, int] | None) -> dict[str, int] | None:
+    """TYPE_CONCURRENCY as the statements' jsonb parameter (the pool's codec encodes it); None when no
+    type is capped."""
+    return dict(caps) if caps else None
+
+
 def _ended(row: asyncpg.Record) -> EndedRun:
-    capped = row["owner_cap"] > 0 and row["owner_running"] >= row["owner_cap"]
-    status = JobStatus(row["status"])
+    """The run end, and which caps it was at (the statement's snapshot still counts it as running): each
+    such cap has a slot that a job it held back may take now."""
+    owner_full = row["owner_cap"] > 0 and row["owner_running"] >= row["owner_cap"]
+    key_full = row["concurrency_key"] is not None and row["key_running"] >= row["concurrency_limit"]
+    type_full = row["type_cap"] is not None and row["type_running"] >= row["type_cap"]
     return EndedRun(
-        row["id"], status, row["attempts"], row["scheduled_at"], row["owner_id"], row["priority"], capped
+        row["id"],
+        JobStatus(row["status"]),
+        row["attempts"],
+        row["scheduled_at"],
+        row["owner_id"],
+        row["priority"],
+        owner_full,
+        row["concurrency_key"] if key_full else None,
+        row["type"] if type_full else None,
+        row["due_now"],
     )
 
 
@@ -382,11 +433,21 @@ class JobRepository:
 
     # --- the worker's run ------------------------------------------------------------------------
 
-    async def claim(self, job_id: uuid.UUID, worker_id: str, lease_s: float, owner_cap: int) -> Claim | None:
-        """Take a waiting, due job for one run; None if another delivery or worker got it first, or its
-        owner already runs as many jobs as its key's max_running, else `owner_cap` (0: no cap)."""
+    async def claim(
+        self,
+        job_id: uuid.UUID,
+        worker_id: str,
+        lease_s: float,
+        owner_cap: int,
+        type_caps: Mapping[str, int] | None = None,
+    ) -> Claim | None:
+        """Take a waiting, due job for one run; None if another delivery or worker got it first, or a cap
+        of it is full: its owner already runs as many jobs as its key's max_running, else `owner_cap` (0: no
+        cap); as many of the owner's jobs with its concurrency key as its concurrency_limit; or as many jobs
+        of its type as `type_caps` (TYPE_CONCURRENCY) allows."""
         token = uuid.uuid4()
-        row = await self.db.fetchrow(CLAIM, job_id, token, worker_id, float(lease_s), owner_cap)
+        args = (job_id, token, worker_id, float(lease_s), owner_cap, _type_caps(type_caps))
+        row = await self.db.fetchrow(CLAIM, *args)
         if row is None:
             return None
         attempt, max_attempts = row["attempts"], row["max_attempts"]
@@ -398,12 +459,15 @@ class JobRepository:
         return None if row is None else bool(row["cancel_requested"])
 
     async def end_runs(
-        self, ends: Sequence[tuple[uuid.UUID, uuid.UUID, RunEnd]], owner_cap: int
+        self,
+        ends: Sequence[tuple[uuid.UUID, uuid.UUID, RunEnd]],
+        owner_cap: int,
+        type_caps: Mapping[str, int] | None = None,
     ) -> list[EndedRun]:
         """Record how runs ended, each `(job id, claim token, decision)`; only live claims are applied."""
         values = [_end_row(job_id, token, end) for job_id, token, end in ends]
         columns = [list(column) for column in zip(*values, strict=True)]
-        rows = await self.db.fetch(END_RUNS, *columns, owner_cap)
+        rows = await self.db.fetch(END_RUNS, *columns, owner_cap, _type_caps(type_caps))
         return [_ended(r) for r in rows]
 
     # --- reconcile and purge ---------------------------------------------------------------------
@@ -414,11 +478,17 @@ class JobRepository:
         return rows
 
     async def due_waiting(
-        self, older_than_s: float, limit: int, horizon_s: float, owner_cap: int
+        self,
+        older_than_s: float,
+        limit: int,
+        horizon_s: float,
+        owner_cap: int,
+        type_caps: Mapping[str, int] | None = None,
     ) -> list[asyncpg.Record]:
-        """Waiting jobs untouched for a while, due within the horizon, whose owner is below its running
-        cap: to enqueue if Redis lacks them."""
-        args = (float(older_than_s), limit, float(horizon_s), owner_cap)
+        """Waiting jobs untouched for a while, due within the horizon, every cap of which has room (owner,
+        concurrency key, type): to enqueue if Redis lacks them. A job held by a full cap is left to the
+        promotion when a run of that cap ends; enqueuing it here would only be refused again, every pass."""
+        args = (float(older_than_s), limit, float(horizon_s), owner_cap, _type_caps(type_caps))
         rows: list[asyncpg.Record] = await self.db.fetch(DUE_WAITING, *args)
         return rows
 
@@ -435,6 +505,16 @@ class JobRepository:
     async def next_due_of(self, owner_id: uuid.UUID, count: int) -> list[asyncpg.Record]:
         """The owner's `count` longest-waiting due jobs."""
         rows: list[asyncpg.Record] = await self.db.fetch(PROMOTE, owner_id, count)
+        return rows
+
+    async def next_due_of_key(self, owner_id: uuid.UUID, key: str, count: int) -> list[asyncpg.Record]:
+        """The `count` longest-waiting due jobs of the owner with this concurrency key."""
+        rows: list[asyncpg.Record] = await self.db.fetch(PROMOTE_KEY, owner_id, key, count)
+        return rows
+
+    async def next_due_of_type(self, job_type: str, count: int) -> list[asyncpg.Record]:
+        """The `count` longest-waiting due jobs of this type (any owner)."""
+        rows: list[asyncpg.Record] = await self.db.fetch(PROMOTE_TYPE, job_type, count)
         return rows
 
     async def usage(self, owner_id: uuid.UUID, waiting_limit: int) -> tuple[int, int]:

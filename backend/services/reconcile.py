@@ -42,13 +42,15 @@ async def recover_lapsed(res: Resources) -> int:
     to one caller, and the write is fenced by its claim token. So a worker frozen while holding the
     reconcile lock can never stop recovery.
     """
-    cap = res.settings.max_running_jobs_per_key
+    s = res.settings
     async with res.pool.acquire() as conn, conn.transaction():
         rows = await JobRepository(conn).lock_lapsed(RECONCILE_BATCH)
         lapsed = [_lapsed_end(res, row) for row in rows]
-        recovered = await record_ends(conn, lapsed, cap) if lapsed else []
+        caps = (s.max_running_jobs_per_key, s.type_concurrency)
+        recovered = await record_ends(conn, lapsed, *caps) if lapsed else []
     for run in recovered:
         log.warning("lease lapsed; job recovered", extra={"job_id": str(run.job_id), "status": run.status})
+    # A recovered run frees its slots in every cap it was in: the jobs those caps held start now.
     await requeue_after(res.pool, res.queue, recovered)
     return len(recovered)
 
@@ -67,7 +69,11 @@ async def reconcile(res: Resources) -> ReconcileReport:
         if not await try_xact_lock(conn, RECONCILE_LOCK):
             return report
         waiting = await JobRepository(conn).due_waiting(
-            s.reconcile_grace_seconds, RECONCILE_BATCH, s.queue_horizon_seconds, s.max_running_jobs_per_key
+            s.reconcile_grace_seconds,
+            RECONCILE_BATCH,
+            s.queue_horizon_seconds,
+            s.max_running_jobs_per_key,
+            s.type_concurrency,
         )
     await forget_dead_workers(res)
     held = await res.queue.held([(row["id"], row["attempts"]) for row in waiting])
