@@ -57,9 +57,9 @@ HEALTH_CHECK_INTERVAL_S = 5
 # set (by due time, with their owner and priority) and a mover (`promote_due`, every worker) places them
 # in the queue by the same rule once due. All of it is one Lua script at a time, so it is atomic in Redis.
 VIRTUAL_BASE_MS = 1_000_000_000_000  # 2001-09-09: every virtual score is long past, so always due
-VIRTUAL_SPAN = 500_000_000_000  # a score above base + span is arq's own (its cron ticks), not ours
+VIRTUAL_SPAN = 500_000_000_000  # a score above base + span is a wall-clock time, not ours
 PRIORITY_STEP = 1000
-SHARED_LANE = "-"  # the fair-share lane of deliveries with no owner (none today; kept for safety)
+SHARED_LANE = "-"  # the fair-share lane of deliveries with no owner (legacy ones, from before this order)
 
 PLACE_LUA = f"""
 local function place(queue, vfinish, vtime, member, owner, priority)
@@ -107,7 +107,15 @@ for _, member in ipairs(due) do
   local owner, priority = string.match(meta, '^(.*)|(-?%d+)$')
   place(KEYS[3], KEYS[4], KEYS[5], member, owner or '{SHARED_LANE}', tonumber(priority or '0'))
 end
-return #due
+-- Deliveries queued by a version before this order (wall-clock scores, above the virtual band) would sort
+-- behind any backlog: place them in the band, in the shared lane.
+local legacy = redis.call('ZRANGEBYSCORE', KEYS[3], '({VIRTUAL_BASE_MS + VIRTUAL_SPAN}', '+inf', 'LIMIT', 0,
+                          tonumber(ARGV[2]))
+for _, member in ipairs(legacy) do
+  redis.call('ZREM', KEYS[3], member)
+  place(KEYS[3], KEYS[4], KEYS[5], member, '{SHARED_LANE}', 0)
+end
+return #due + #legacy
 """
 )
 PROMOTE_BATCH = 1000

@@ -115,3 +115,12 @@ async def test_a_new_key_is_not_held_up_by_another_keys_backlog(isolated: Any) -
         waited = datetime.fromisoformat(done["started_at"]) - datetime.fromisoformat(done["created_at"])
         assert waited < timedelta(seconds=1), waited  # about one 0.2 s run per slot, not 10,000 / 4 of them
         assert (await heavy.get("/jobs?status=pending&limit=1")).json()["items"]
+
+
+async def test_deliveries_queued_before_this_order_are_placed_in_it(queue: Queue) -> None:
+    """A delivery an older version queued at a wall-clock score would sort behind any backlog."""
+    await queue.enqueue_many(jobs(uuid.uuid4(), 100))
+    legacy = f"{uuid.uuid4()}:0"
+    await queue.redis.zadd(queue.name, {legacy: int(datetime.now(UTC).timestamp() * 1000) - 60_000})
+    assert await queue.promote_due() == 1
+    assert (await order(queue)).index(legacy.split(":")[0]) <= 1  # fair share: right behind the head
