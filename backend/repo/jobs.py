@@ -10,12 +10,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from backend.db.pool import Executor
+from backend.domain.datetimes import FIRST_INSTANT
 from backend.domain.enums import TERMINAL_STATUSES, WAITING_STATUSES, JobStatus, sql_list
 from backend.domain.lifecycle import Event, RunEnd, sources
 from backend.domain.records import Claim, EndedRun, FailureGroup, JobRecord, RunRecord
@@ -69,6 +70,7 @@ FILTERS = """
     AND ($9::text IS NULL OR error = $9)
 """
 FILTERED = "owner_id = $1" + FILTERS
+KEYSET_START = (FIRST_INSTANT, uuid.UUID(int=0))  # before any (timestamp, id): a keyset walk's first page
 # Every owner's jobs (an admin's view): $1 is NULL, kept so that both statements number their parameters
 # alike. A statement of its own rather than `($1 IS NULL OR owner_id = $1)`, which a generic plan could not
 # serve from ix_jobs_owner_created.
@@ -416,7 +418,7 @@ class JobRepository:
         self, owner_id: uuid.UUID, filters: JobFilters, after: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> list[tuple[datetime, uuid.UUID]]:
         """The next `limit` matching jobs after `after`, oldest first, as (created_at, id)."""
-        created, job_id = after if after is not None else (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
+        created, job_id = after if after is not None else KEYSET_START
         rows = await self.db.fetch(NEXT_IDS, *filters.params(owner_id), created, job_id, limit)
         return [(r["created_at"], r["id"]) for r in rows]
 
@@ -496,7 +498,7 @@ class JobRepository:
         self, job_type: str, horizon_s: float, after: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> list[asyncpg.Record]:
         """The type's next `limit` waiting jobs after `after` (scheduled_at, id), due within the horizon."""
-        due, job_id = after if after is not None else (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
+        due, job_id = after if after is not None else KEYSET_START
         rows: list[asyncpg.Record] = await self.db.fetch(
             WAITING_OF_TYPE, job_type, float(horizon_s), due, job_id, limit
         )
