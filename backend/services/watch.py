@@ -23,6 +23,11 @@ from backend.repo.jobs import JobRepository
 log = logging.getLogger(__name__)
 
 
+def visible_state(job: JobRecord) -> tuple[object, ...]:
+    """What a watcher is told about: a change of any of these is an event, of anything else is not."""
+    return (job.status, job.progress, job.attempts, job.error)
+
+
 def event_id(job: JobRecord) -> str:
     """The SSE event id of a job's state: its `updated_at` in microseconds (every write moves it)."""
     return str(int(job.updated_at.timestamp() * 1_000_000))
@@ -69,7 +74,7 @@ class Watch:
             job = sub.latest
             if sub.gone or job is None:
                 continue
-            snapshot = (job.status, job.progress, job.attempts, job.error)
+            snapshot = visible_state(job)
             if seen.get(job.id) != snapshot:
                 seen[job.id] = snapshot
                 moved.append(job)
@@ -179,7 +184,7 @@ async def job_updates(
         job = sub.latest
         if sub.gone or job is None:
             return
-        snapshot = (job.status, job.progress, job.attempts, job.error)
+        snapshot = visible_state(job)
         if snapshot != last and event_id(job) != last_event_id:
             yield job
         last = snapshot

@@ -29,6 +29,7 @@ from backend.domain.stats import StatsWindow
 from backend.repo.jobs import JobFilters
 from backend.services.jobs import JobService, decode_cursor, encode_cursor
 from backend.services.stats import stats_view
+from backend.services.watch import visible_state
 from backend.ui.charts import Series, line_chart
 from backend.ui.deps import CheckedUserDep, FormDep, UiUser, UiUserDep, first, render
 from backend.ui.forms import JobForm, job_forms, submission
@@ -280,7 +281,7 @@ async def live(
                     return  # nothing left to report: every followed job ended (or is gone)
                 for job in await arrivals.fresh() if arrivals else ():
                     state.watcher.add_to_watch(watch, job.owner_id, job.id)
-                    seen[job.id] = (job.status, job.progress, job.attempts, job.error)
+                    seen[job.id] = visible_state(job)
                     data = {"job": JobPublic.of(job).model_dump(mode="json"), "cursor": encode_cursor(job)}
                     yield f"event: new\ndata: {json.dumps(data)}\n\n"
         finally:
