@@ -7,13 +7,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends
 
-from backend.api.deps import ADMIN_RESPONSES, AUTH_RESPONSES, StateDep, admin_key
+from backend.api.deps import (
+    ADMIN_RESPONSES,
+    AUTH_RESPONSES,
+    KeyAdminDep,
+    StateDep,
+    TypeControlDep,
+    admin_key,
+)
 from backend.api.json_body import JsonBodyRoute
 from backend.domain.job_types import TypeState
 from backend.domain.keys import KeyCreate, KeyCreated, KeyPublic
 from backend.domain.workers import WorkerPublic
-from backend.services.keys import KeyAdmin
-from backend.services.types import TypeControl
 from backend.services.workers import live_workers
 
 router = APIRouter(
@@ -25,14 +30,6 @@ router = APIRouter(
 )
 
 KEY_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No API key has this id"}}
-
-
-async def get_key_admin(state: StateDep) -> KeyAdmin:
-    """Key administration on the shared pool and this process's authenticator."""
-    return KeyAdmin(state.resources.pool, state.authenticator)
-
-
-KeyAdminDep = Annotated[KeyAdmin, Depends(get_key_admin)]
 
 
 @router.get("/keys")
@@ -61,14 +58,6 @@ async def list_workers(state: StateDep) -> list[WorkerPublic]:
 
 
 TYPE_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No job type has this name"}}
-
-
-async def get_type_control(state: StateDep) -> TypeControl:
-    """Pausing and resuming job types."""
-    return TypeControl(state.resources)
-
-
-TypeControlDep = Annotated[TypeControl, Depends(get_type_control)]
 
 
 @router.get("/types")

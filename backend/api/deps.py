@@ -20,7 +20,9 @@ from backend.domain.records import JobRecord, ScheduleRecord
 from backend.services.auth import Principal
 from backend.services.idempotency import IdempotencyKey
 from backend.services.jobs import JobService
+from backend.services.keys import KeyAdmin
 from backend.services.schedules import ScheduleService
+from backend.services.types import TypeControl
 
 
 async def get_state(request: Request) -> AppState:
@@ -204,3 +206,19 @@ async def valid_owned_schedule(
 
 
 OwnedScheduleDep = Annotated[ScheduleRecord, Depends(valid_owned_schedule)]
+
+
+async def get_key_admin(state: StateDep) -> KeyAdmin:
+    """Key administration on the shared pool and this process's authenticator."""
+    return KeyAdmin(state.resources.pool, state.authenticator)
+
+
+KeyAdminDep = Annotated[KeyAdmin, Depends(get_key_admin)]
+
+
+async def get_type_control(state: StateDep) -> TypeControl:
+    """Pausing and resuming job types."""
+    return TypeControl(state.resources)
+
+
+TypeControlDep = Annotated[TypeControl, Depends(get_type_control)]

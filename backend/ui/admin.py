@@ -9,12 +9,11 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
-from backend.api.deps import StateDep
+from backend.api.deps import KeyAdminDep, StateDep, TypeControlDep
 from backend.domain.errors import PlatformError
 from backend.domain.job_types import JOB_TYPES
 from backend.domain.keys import KeyCreate
 from backend.services.keys import KeyAdmin
-from backend.services.types import TypeControl
 from backend.services.workers import live_workers
 from backend.ui.deps import CheckedUserDep, FormDep, UiUser, UiUserDep, first, render
 
@@ -47,25 +46,21 @@ async def workers(request: Request, user: AdminDep, state: StateDep) -> Response
     return render(request, "workers.html", user, workers=await live_workers(state.resources))
 
 
-def _keys(state: StateDep) -> KeyAdmin:
-    return KeyAdmin(state.resources.pool, state.authenticator)
-
-
 async def _keys_page(
-    request: Request, user: UiUser, state: StateDep, status_code: int = 200, **context: object
+    request: Request, user: UiUser, keys: KeyAdmin, status_code: int = 200, **context: object
 ) -> Response:
-    keys = await _keys(state).all()
-    return render(request, "keys.html", user, status_code=status_code, keys=keys, **context)
+    listed = await keys.all()
+    return render(request, "keys.html", user, status_code=status_code, keys=listed, **context)
 
 
 @router.get("/keys")
-async def keys(request: Request, user: AdminDep, state: StateDep) -> Response:
+async def keys(request: Request, user: AdminDep, keys: KeyAdminDep) -> Response:
     """Every key (never a secret), a form for a new one, revoke buttons."""
-    return await _keys_page(request, user, state)
+    return await _keys_page(request, user, keys)
 
 
 @router.post("/keys")
-async def create_key(request: Request, user: CheckedAdminDep, state: StateDep, form: FormDep) -> Response:
+async def create_key(request: Request, user: CheckedAdminDep, keys: KeyAdminDep, form: FormDep) -> Response:
     """Create a key; this response is the only time its secret is shown."""
     fields = {
         "name": first(form, "name").strip(),
@@ -77,32 +72,29 @@ async def create_key(request: Request, user: CheckedAdminDep, state: StateDep, f
         body = KeyCreate.model_validate(fields)
     except ValidationError as exc:
         errors = {str(e["loc"][0]): e["msg"] for e in exc.errors(include_url=False) if e["loc"]}
-        return await _keys_page(request, user, state, 422, errors=errors, values=fields)
-    secret, key = await _keys(state).create(body)
-    return await _keys_page(request, user, state, 201, created=key, secret=secret)
+        return await _keys_page(request, user, keys, 422, errors=errors, values=fields)
+    secret, key = await keys.create(body)
+    return await _keys_page(request, user, keys, 201, created=key, secret=secret)
 
 
 @router.post("/keys/{key_id}/revoke")
-async def revoke_key(key_id: uuid.UUID, user: CheckedAdminDep, state: StateDep) -> Response:
+async def revoke_key(key_id: uuid.UUID, user: CheckedAdminDep, keys: KeyAdminDep) -> Response:
     """Revoke a key: refused by every API process within a second, its dashboard sessions end at once."""
-    await _keys(state).revoke(key_id)
+    await keys.revoke(key_id)
     return RedirectResponse("/ui/admin/keys", status_code=303)
 
 
-def _types(state: StateDep) -> TypeControl:
-    return TypeControl(state.resources)
-
-
 @router.get("/types")
-async def types(request: Request, user: AdminDep, state: StateDep) -> Response:
+async def types(request: Request, user: AdminDep, control: TypeControlDep) -> Response:
     """Every job type with its pause state, and pause / resume buttons."""
-    return render(request, "types.html", user, types=await _types(state).all(), specs=JOB_TYPES)
+    return render(request, "types.html", user, types=await control.all(), specs=JOB_TYPES)
 
 
 @router.post("/types/{job_type}/{action}")
-async def pause_or_resume(job_type: str, action: str, user: CheckedAdminDep, state: StateDep) -> Response:
+async def pause_or_resume(
+    job_type: str, action: str, user: CheckedAdminDep, control: TypeControlDep
+) -> Response:
     """Pause (waiting jobs of the type stay waiting) or resume (they are dispatched again)."""
-    control = _types(state)
     if action == "pause":
         await control.pause(job_type)
     elif action == "resume":
