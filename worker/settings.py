@@ -17,7 +17,7 @@ from backend.core.periodic import repeating
 from backend.domain.job_types import MAX_TIMEOUT_S
 from backend.resources import Resources, open_resources
 from backend.services.purge import purge
-from backend.services.reconcile import lifeline, reconcile
+from backend.services.reconcile import reconcile
 from backend.services.schedules import firing
 from backend.services.stats import refresh_stats
 from backend.services.workers import registered
@@ -25,8 +25,8 @@ from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-# reconcile, lifeline, purge (two), stats, the registry beat and schedule firing, besides the jobs
-CRON_CONNECTIONS = 7
+# reconcile, purge (two), stats, the registry beat and schedule firing, besides the jobs
+CRON_CONNECTIONS = 6
 PROMOTE_EVERY_S = 0.1  # how late a scheduled job or a retry may start, at most (one Redis call when idle)
 
 
@@ -44,6 +44,7 @@ def duties(res: Resources, settings: Settings) -> list[AbstractAsyncContextManag
     return [
         # Deliveries that came due (scheduled jobs, retries after back-off) join the queue in order.
         repeating("promote due", res.queue.promote_due, PROMOTE_EVERY_S, jitter=0.2),
+        # Lease recovery first (every worker, no lock: SKIP LOCKED), then the locked re-enqueue pass.
         repeating("reconcile", lambda: reconcile(res), every, jitter=0.2),
         repeating("stats", lambda: refresh_stats(res.pool), settings.stats_interval_seconds, jitter=0.2),
         repeating("purge", lambda: purge(res), settings.purge_every_minutes * 60, 0.2, wait_first=True),
@@ -62,7 +63,6 @@ def make_startup(settings: Settings) -> Any:
         res = await stack.enter_async_context(open_resources(settings, pool_size, redis=ctx["redis"]))
         runtime = ctx["runtime"] = Runtime(res, worker_id())
         await stack.enter_async_context(registered(res, runtime.worker_id, runtime.heartbeat_interval))
-        await stack.enter_async_context(lifeline(res, settings.reconcile_every_seconds))
         for duty in duties(res, settings):
             await stack.enter_async_context(duty)
         await stack.enter_async_context(firing(res, settings.schedule_poll_seconds))

@@ -1,4 +1,4 @@
-"""A duty repeated in the background while a block runs (a worker's registry beat, lifeline, duties)."""
+"""A duty repeated in the background while a block runs (a worker's registry beat, its duties)."""
 
 from __future__ import annotations
 

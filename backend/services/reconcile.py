@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 
 import asyncpg
 
-from backend.core.periodic import repeating
 from backend.domain.lifecycle import Ending, RunState, decide
 from backend.domain.records import Delivery
 from backend.repo.jobs import JobRepository
@@ -53,12 +51,6 @@ async def recover_lapsed(res: Resources) -> int:
     # A recovered run frees its slots in every cap it was in: the jobs those caps held start now.
     await requeue_after(res.pool, res.queue, recovered)
     return len(recovered)
-
-
-def lifeline(res: Resources, every_s: float) -> contextlib.AbstractAsyncContextManager[None]:
-    """Recover lapsed runs every `every_s` seconds from this worker, besides the reconcile cron (a loop of
-    the worker's own, so recovery does not depend on the queue delivering cron ticks)."""
-    return repeating("lease recovery", lambda: recover_lapsed(res), every_s, jitter=0.2)
 
 
 async def reconcile(res: Resources) -> ReconcileReport:
