@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -59,6 +60,11 @@ class UiUser:
     def is_admin(self) -> bool:
         """True for an admin key."""
         return self.principal.is_admin
+
+    @property
+    def scope(self) -> uuid.UUID | None:
+        """Whose jobs and schedules this user reaches: its key's own, or every key's (None) for an admin."""
+        return None if self.principal.is_admin else self.principal.id
 
 
 async def ui_user(request: Request, state: StateDep) -> UiUser:

@@ -57,8 +57,7 @@ async def overview(
     request: Request, user: UiUserDep, state: StateDep, window: StatsWindow = StatsWindow.DAY
 ) -> Response:
     """Charts from the rollups, the queue now, and failure rates by type."""
-    owner_id = None if user.is_admin else user.principal.id
-    stats = await stats_view(state.resources.pool, owner_id=owner_id, window=window, job_type=None)
+    stats = await stats_view(state.resources.pool, owner_id=user.scope, window=window, job_type=None)
     starts = [b.start for b in stats.buckets]
     throughput = line_chart(
         "Jobs per bucket",
@@ -157,7 +156,7 @@ async def job_list(
 
 async def _job_of(user: UiUser, service: JobService, job_id: uuid.UUID) -> JobRecord:
     """The user's job (any job for an admin); JobNotFound renders the 404 page."""
-    return await service.get(None if user.is_admin else user.principal.id, job_id)
+    return await service.get(user.scope, job_id)
 
 
 def _pretty(value: Any) -> str:

@@ -18,7 +18,7 @@ PAGE_SIZE = 100
 @router.get("")
 async def schedules(request: Request, user: UiUserDep, service: ScheduleServiceDep) -> Response:
     """The key's schedules (every key's for an admin), oldest first."""
-    rows, _ = await service.list(None if user.is_admin else user.principal.id, PAGE_SIZE, None)
+    rows, _ = await service.list(user.scope, PAGE_SIZE, None)
     return render(request, "schedules.html", user, schedules=rows)
 
 
@@ -27,7 +27,7 @@ async def change(
     schedule_id: uuid.UUID, action: str, user: CheckedUserDep, service: ScheduleServiceDep
 ) -> Response:
     """Pause, resume or delete one schedule (ScheduleNotFound renders the 404 page)."""
-    schedule = await service.get(None if user.is_admin else user.principal.id, schedule_id)
+    schedule = await service.get(user.scope, schedule_id)
     if action == "delete":
         await service.delete(schedule)
     elif action in ("pause", "resume"):
