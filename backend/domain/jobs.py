@@ -6,8 +6,10 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, Union
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -39,6 +41,28 @@ SearchText = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x0
 ConcurrencyKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
 MIN_PRIORITY, MAX_PRIORITY = -10, 10
 LIMIT_WITHOUT_KEY = "concurrency_limit_without_key"  # the one rule between fields JSON Schema does not state
+MAX_WEBHOOK_URL_CHARS = 2000
+WEBHOOK_URL_INVALID = "webhook_url_invalid"
+
+
+def _webhook_url(value: str) -> str:
+    """An absolute http(s) URL with a host and no credentials (whether http is allowed is a setting: the
+    service checks it)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise PydanticCustomError(WEBHOOK_URL_INVALID, "Not a valid URL") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PydanticCustomError(WEBHOOK_URL_INVALID, "Must be an absolute https URL")
+    if parts.username is not None or parts.password is not None or any(ord(c) < 33 for c in value):
+        raise PydanticCustomError(WEBHOOK_URL_INVALID, "Must not contain credentials, spaces or controls")
+    return value
+
+
+WebhookUrl = Annotated[
+    str, Field(min_length=1, max_length=MAX_WEBHOOK_URL_CHARS), AfterValidator(_webhook_url)
+]
 
 
 class JobCreateBase(BaseModel):
@@ -72,6 +96,12 @@ class JobCreateBase(BaseModel):
         default=None,
         description="How many of your jobs with `concurrency_key` may run at once (default 1); needs a "
         "`concurrency_key`.",
+    )
+
+    webhook_url: WebhookUrl | None = Field(
+        default=None,
+        description="https URL told (a signed POST, see Webhooks) when the job ends; plain http only where "
+        "WEBHOOK_ALLOW_PRIVATE=true.",
     )
 
     @field_validator("concurrency_limit")
@@ -151,6 +181,7 @@ class JobPublic(BaseModel):
     schedule_id: uuid.UUID | None = Field(
         default=None, description="The schedule whose fire made this job (read-only); null otherwise."
     )
+    webhook_url: str | None = Field(default=None, description="Told when the job ends (see Webhooks).")
     created_at: datetime
     scheduled_at: datetime
     started_at: datetime | None

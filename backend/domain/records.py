@@ -57,6 +57,7 @@ class JobRecord:
     concurrency_limit: int | None
     schedule_id: uuid.UUID | None = None  # the schedule whose fire made it
     schedule_fire_at: datetime | None = None  # that fire's slot: unique per schedule
+    webhook_url: str | None = None  # told when the job ends
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> JobRecord:

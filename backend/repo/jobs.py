@@ -76,8 +76,8 @@ FILTERED_ANY_OWNER = "$1::uuid IS NULL" + FILTERS
 
 _INSERT = """
     INSERT INTO jobs (id, owner_id, type, name, payload, max_attempts, scheduled_at, tags, priority,
-                      concurrency_key, concurrency_limit, schedule_id, schedule_fire_at)
-    VALUES ($1, $2, $3, $4, $5::jsonb, $6, coalesce($7, now()), $8, $9, $10, $11, $12, $13)
+                      concurrency_key, concurrency_limit, schedule_id, schedule_fire_at, webhook_url)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6, coalesce($7, now()), $8, $9, $10, $11, $12, $13, $14)
     {conflict}
     RETURNING *
 """
@@ -296,7 +296,8 @@ def _insert_args(
     """The values of `INSERT`, in its column order."""
     job = (v["id"], v["owner_id"], v["type"], v["name"], v["payload"], v["max_attempts"])
     dispatch = (v.get("priority", 0), v.get("concurrency_key"), v.get("concurrency_limit"))
-    return (*job, v.get("scheduled_at"), v.get("tags") or [], *dispatch, schedule_id, fire_at)
+    fired = (schedule_id, fire_at)
+    return (*job, v.get("scheduled_at"), v.get("tags") or [], *dispatch, *fired, v.get("webhook_url"))
 
 
 def _end_row(job_id: uuid.UUID, token: uuid.UUID, end: RunEnd) -> tuple[Any, ...]:

@@ -22,7 +22,14 @@ from backend.domain.errors import (
     JobStateChanging,
 )
 from backend.domain.job_types import SPECS
-from backend.domain.jobs import BulkRequest, BulkResult, JobPublic, JobSubmission, job_location
+from backend.domain.jobs import (
+    WEBHOOK_URL_INVALID,
+    BulkRequest,
+    BulkResult,
+    JobPublic,
+    JobSubmission,
+    job_location,
+)
 from backend.domain.lifecycle import CANCELLED_BY_REQUEST, Event, next_status, sources
 from backend.domain.records import Delivery, FailureGroup, JobRecord, RunRecord
 from backend.repo.idempotency import IdempotencyRepository, StoredResponse
@@ -64,6 +71,9 @@ def check_allowed(settings: Settings, body: JobSubmission, loc: tuple[str, ...])
     if SPECS[body.type].diagnostic and not settings.diagnostic_jobs_enabled:
         message = f"Job type {body.type!r} is a diagnostic type, disabled here (ENABLE_DIAGNOSTIC_JOBS)"
         raise FieldError(message, (*loc, "type"), "job_type_disabled")
+    if body.webhook_url and not body.webhook_url.startswith("https:") and not settings.webhook_allow_private:
+        message = "webhook_url must be https (plain http only with WEBHOOK_ALLOW_PRIVATE=true)"
+        raise FieldError(message, (*loc, "webhook_url"), WEBHOOK_URL_INVALID)
 
 
 def new_job(owner_id: uuid.UUID, body: JobSubmission, default_max_attempts: int) -> dict[str, Any]:
@@ -80,6 +90,7 @@ def new_job(owner_id: uuid.UUID, body: JobSubmission, default_max_attempts: int)
         "priority": body.priority,
         "concurrency_key": body.concurrency_key,
         "concurrency_limit": body.concurrency_limit or (1 if body.concurrency_key else None),
+        "webhook_url": body.webhook_url,
     }
 
 
