@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from backend.adapters.ratelimit import FailureThrottle, RateLimit, RateLimiter
-from backend.api import admin, downloads, health, jobs, schedules, stats, webhooks
+from backend.api import admin, downloads, health, jobs, links, schedules, stats, webhooks
 from backend.api.docs import install_docs
 from backend.api.errors import install_error_handlers
 from backend.api.limits import BodySizeLimit
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stats.router)
     app.include_router(schedules.router)
     app.include_router(webhooks.router)
+    app.include_router(links.router)
     install_docs(app)
     install_ui(app)
     return app

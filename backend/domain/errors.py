@@ -22,6 +22,10 @@ class JobNotFound(PlatformError):
     """Job not found"""
 
 
+class LinkExpired(PlatformError):
+    """This download link has expired; ask for a new one"""
+
+
 class ScheduleNotFound(PlatformError):
     """Schedule not found"""
 
