@@ -52,7 +52,7 @@ class LinkService:
         if len(parts) != 4:
             raise JobNotFound()
         payload = ".".join(parts[:3])
-        if not hmac.compare_digest(parts[3], await self._mac(payload)):
+        if not hmac.compare_digest(parts[3].encode(), (await self._mac(payload)).encode()):
             raise JobNotFound()
         job_hex, key_hex, expires = parts[:3]
         if int(expires) < time.time():

@@ -42,6 +42,7 @@ async def test_link_serves_the_file_without_a_key(client: httpx.AsyncClient, sta
         tampered = link["url"][:-2] + ("AA" if not link["url"].endswith("AA") else "BB")
         assert (await anon.get(tampered)).status_code == 404
         assert (await anon.get("/links/nonsense")).status_code == 404
+        assert (await anon.get("/links/a.b.c.%C3%A9")).status_code == 404  # non-ASCII signature: no 500
 
 
 async def test_default_and_bounds(client: httpx.AsyncClient) -> None:
