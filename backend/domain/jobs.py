@@ -38,6 +38,15 @@ Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+
 SearchText = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
 ConcurrencyKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
 MIN_PRIORITY, MAX_PRIORITY = -10, 10
+MAX_PARENTS = 100
+# A job id, or (inside a batch) "#i": the batch's job at index i.
+DependencyRef = Annotated[
+    str,
+    Field(
+        pattern=r"^(#[0-9]{1,4}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$",
+        description="A job id of yours, or inside a batch `#i`: the batch's job at index i.",
+    ),
+]
 LIMIT_WITHOUT_KEY = "concurrency_limit_without_key"  # the one rule between fields JSON Schema does not state
 
 
@@ -73,6 +82,21 @@ class JobCreateBase(BaseModel):
         description="How many of your jobs with `concurrency_key` may run at once (default 1); needs a "
         "`concurrency_key`.",
     )
+
+    depends_on: list[DependencyRef] = Field(
+        default_factory=list,
+        max_length=MAX_PARENTS,
+        description="Jobs (yours) that must complete first: until then this job is `blocked`; if one ends "
+        "`failed` or `cancelled`, this one is cancelled with an error naming it. Inside a batch, `#i` names "
+        "the batch's job at index i (an earlier one).",
+    )
+
+    @field_validator("depends_on")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len({v.lower() for v in value}) != len(value):
+            raise ValueError("must not name a job twice")
+        return value
 
     @field_validator("concurrency_limit")
     @classmethod
@@ -151,6 +175,10 @@ class JobPublic(BaseModel):
     schedule_id: uuid.UUID | None = Field(
         default=None, description="The schedule whose fire made this job (read-only); null otherwise."
     )
+    batch_id: uuid.UUID | None = Field(
+        default=None, description="The batch it was submitted in (read-only); null otherwise."
+    )
+    depends_on: list[uuid.UUID] = Field(default_factory=list, description="The jobs it waits for.")
     created_at: datetime
     scheduled_at: datetime
     started_at: datetime | None
