@@ -47,6 +47,24 @@ DependencyRef = Annotated[
         description="A job id of yours, or inside a batch `#i`: the batch's job at index i.",
     ),
 ]
+# The `depends_on` rules JSON Schema cannot state (their 422 `type`s): the ids must be jobs of yours; `#i`
+# only inside a batch and only backwards; a `bundle` needs parents; a schedule's job has none.
+UNKNOWN_JOB, NOT_IN_BATCH, FORWARD_REFERENCE = "unknown_job", "not_in_batch", "forward_reference"
+DUPLICATE_DEPENDENCY, DEPENDENCIES_REQUIRED, DEPENDENCIES_NOT_ALLOWED = (
+    "duplicate_dependency",
+    "dependencies_required",
+    "dependencies_not_allowed",
+)
+DEPENDENCY_RULES = frozenset(
+    {
+        UNKNOWN_JOB,
+        NOT_IN_BATCH,
+        FORWARD_REFERENCE,
+        DUPLICATE_DEPENDENCY,
+        DEPENDENCIES_REQUIRED,
+        DEPENDENCIES_NOT_ALLOWED,
+    }
+)
 LIMIT_WITHOUT_KEY = "concurrency_limit_without_key"  # the one rule between fields JSON Schema does not state
 
 
@@ -86,6 +104,7 @@ class JobCreateBase(BaseModel):
     depends_on: list[DependencyRef] = Field(
         default_factory=list,
         max_length=MAX_PARENTS,
+        json_schema_extra={"uniqueItems": True},
         description="Jobs (yours) that must complete first: until then this job is `blocked`; if one ends "
         "`failed` or `cancelled`, this one is cancelled with an error naming it. Inside a batch, `#i` names "
         "the batch's job at index i (an earlier one).",
@@ -94,7 +113,7 @@ class JobCreateBase(BaseModel):
     @field_validator("depends_on")
     @classmethod
     def _distinct(cls, value: list[str]) -> list[str]:
-        if len({v.lower() for v in value}) != len(value):
+        if len(set(value)) != len(value):
             raise ValueError("must not name a job twice")
         return value
 

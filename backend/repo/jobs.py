@@ -7,6 +7,7 @@ fenced by the claim token and `status = 'running'`.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -290,16 +291,17 @@ DELETE_EXPIRED = f"""
 """
 EXISTING = "SELECT id FROM jobs WHERE id = ANY($1::uuid[])"
 # Many jobs in one statement (a batch, or jobs with dependencies), each with its own first status.
-# Arrays of arrays do not unnest row by row, so tags and depends_on travel as jsonb.
+# Arrays of arrays do not unnest row by row, so tags and depends_on travel as JSON text.
 INSERT_MANY = f"""
     INSERT INTO jobs (id, owner_id, type, name, payload, max_attempts, scheduled_at, tags, priority,
                       concurrency_key, concurrency_limit, status, error, finished_at, batch_id, depends_on)
     SELECT r.id, $1, r.type, r.name, r.payload, r.max_attempts, coalesce(r.scheduled_at, now()),
-           ARRAY(SELECT jsonb_array_elements_text(r.tags)), r.priority, r.ckey, r.climit, r.status, r.error,
+           ARRAY(SELECT jsonb_array_elements_text(r.tags::jsonb)), r.priority, r.ckey, r.climit, r.status,
+           r.error,
            CASE WHEN r.status IN ({TERMINAL}) THEN now() END, $2,
-           ARRAY(SELECT jsonb_array_elements_text(r.deps)::uuid)
-    FROM unnest($3::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::int[], $8::timestamptz[], $9::jsonb[],
-                $10::int[], $11::text[], $12::int[], $13::text[], $14::text[], $15::jsonb[])
+           ARRAY(SELECT jsonb_array_elements_text(r.deps::jsonb)::uuid)
+    FROM unnest($3::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::int[], $8::timestamptz[], $9::text[],
+                $10::int[], $11::text[], $12::int[], $13::text[], $14::text[], $15::text[])
         AS r(id, type, name, payload, max_attempts, scheduled_at, tags, priority, ckey, climit, status,
              error, deps)
     RETURNING *
@@ -397,13 +399,13 @@ class JobRepository:
             [r["payload"] for r in rows],
             [r["max_attempts"] for r in rows],
             [r.get("scheduled_at") for r in rows],
-            [list(r.get("tags") or []) for r in rows],
+            [json.dumps(list(r.get("tags") or [])) for r in rows],
             [r.get("priority", 0) for r in rows],
             [r.get("concurrency_key") for r in rows],
             [r.get("concurrency_limit") for r in rows],
             [str(r["status"]) for r in rows],
             [r.get("error") for r in rows],
-            [[str(p) for p in r.get("depends_on") or []] for r in rows],
+            [json.dumps([str(p) for p in r.get("depends_on") or []]) for r in rows],
         )
         inserted = {row["id"]: row for row in await self.db.fetch(INSERT_MANY, owner_id, batch_id, *columns)}
         return [JobRecord.from_row(inserted[r["id"]]) for r in rows]

@@ -25,7 +25,19 @@ from backend.domain.errors import (
     JobStateChanging,
 )
 from backend.domain.job_types import SPECS
-from backend.domain.jobs import BulkRequest, BulkResult, JobPublic, JobSubmission, job_location
+from backend.domain.jobs import (
+    DEPENDENCIES_NOT_ALLOWED,
+    DEPENDENCIES_REQUIRED,
+    DUPLICATE_DEPENDENCY,
+    FORWARD_REFERENCE,
+    NOT_IN_BATCH,
+    UNKNOWN_JOB,
+    BulkRequest,
+    BulkResult,
+    JobPublic,
+    JobSubmission,
+    job_location,
+)
 from backend.domain.lifecycle import CANCELLED_BY_REQUEST, Event, next_status, parent_ended_error, sources
 from backend.domain.records import BatchRecord, Delivery, FailureGroup, JobRecord, RunRecord
 from backend.repo.batches import BatchRepository
@@ -74,10 +86,12 @@ def check_allowed(
         message = f"Job type {body.type!r} is a diagnostic type, disabled here (ENABLE_DIAGNOSTIC_JOBS)"
         raise FieldError(message, (*loc, "type"), "job_type_disabled")
     if body.depends_on and not dependencies:
-        raise FieldError("A schedule's job cannot depend on other jobs", (*loc, "depends_on"), "not_allowed")
+        raise FieldError(
+            "A schedule's job cannot depend on other jobs", (*loc, "depends_on"), DEPENDENCIES_NOT_ALLOWED
+        )
     if spec.needs_parents and not body.depends_on:
         message = f"Job type {body.type!r} needs `depends_on`: the jobs whose results it uses"
-        raise FieldError(message, (*loc, "depends_on"), "dependencies_required")
+        raise FieldError(message, (*loc, "depends_on"), DEPENDENCIES_REQUIRED)
 
 
 def first_status(
@@ -109,14 +123,14 @@ def resolve_parents(
         k = int(ref[1:])
         if ids is None:
             raise FieldError(
-                "`#i` names a job of the same batch: only in POST /batches", (*loc, j), "not_in_batch"
+                "`#i` names a job of the same batch: only in POST /batches", (*loc, j), NOT_IN_BATCH
             )
         if k >= index:
             message = f"{ref} must name an earlier job of the batch (before #{index}): no cycles"
-            raise FieldError(message, (*loc, j), "forward_reference")
+            raise FieldError(message, (*loc, j), FORWARD_REFERENCE)
         parents.append(ids[k])
     if len(set(parents)) != len(parents):
-        raise FieldError("must not name a job twice", loc, "duplicate_dependency")
+        raise FieldError("must not name a job twice", loc, DUPLICATE_DEPENDENCY)
     return parents
 
 
@@ -220,7 +234,7 @@ class JobService:
                             if parent not in statuses:
                                 at = (*self._loc(loc, i, in_batch), "depends_on", j)
                                 raise FieldError(
-                                    f"No job {parent} of yours (it must exist first)", at, "unknown_job"
+                                    f"No job {parent} of yours (it must exist first)", at, UNKNOWN_JOB
                                 )
                         status, error = first_status(ps, statuses)
                         statuses[ids[i]] = status
@@ -230,9 +244,7 @@ class JobService:
                             pairs += [(ids[i], p) for p in ps]
                     batch_id = None
                     if batch is not None:
-                        batch_id = await BatchRepository(conn).insert(
-                            owner_id, batch[0], batch[1], len(rows)
-                        )
+                        batch_id = await BatchRepository(conn).insert(owner_id, batch[0], batch[1], len(rows))
                     jobs = await repo.insert_many(owner_id, batch_id, rows)
                     await repo.insert_dependencies(pairs)
                     outcome = respond(jobs)
