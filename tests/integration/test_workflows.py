@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import io
 import json
+import time
 import uuid
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -266,3 +267,18 @@ async def test_a_batch_replays_with_its_idempotency_key(client: httpx.AsyncClien
     other = await client.post("/batches", json={**body, "name": "x"}, headers={"Idempotency-Key": "batch-1"})
     assert other.status_code == 422
     assert await job_count(client) == 2
+
+
+async def test_a_full_batch_of_1000_commits_in_one_request(client: httpx.AsyncClient) -> None:
+    singles = 50
+    started = time.perf_counter()
+    for i in range(singles):
+        await submit(client, "square_sum", {"data": [i]}, scheduled_at=LATER)
+    single_rate = singles / (time.perf_counter() - started)
+    started = time.perf_counter()
+    created = await batch(client, [square(i, scheduled_at=LATER) for i in range(1000)])
+    batch_rate = 1000 / (time.perf_counter() - started)
+    assert created["counts"] == {"pending": 1000} and len(created["jobs"]) == 1000
+    print(f"accepted: {single_rate:.0f} jobs/s one by one, {batch_rate:.0f} jobs/s in a batch of 1,000")
+    view = (await client.post(f"/batches/{created['id']}/cancel")).json()
+    assert view["counts"] == {"cancelled": 1000} and view["done"]
