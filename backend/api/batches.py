@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from backend.api.deps import AUTH_RESPONSES, CurrentKey, IdempotencyDep, JobServiceDep, StateDep
 from backend.api.jobs import SSE_RETRY_MS, SUBMIT_RESPONSES
 from backend.api.json_body import JsonBodyRoute
-from backend.domain.batches import BatchCreate, BatchView
+from backend.domain.batches import BatchCreate, BatchCreated, BatchView
 from backend.domain.records import BatchRecord
 
 router = APIRouter(prefix="/batches", tags=["batches"], route_class=JsonBodyRoute, responses=AUTH_RESPONSES)
@@ -31,7 +31,7 @@ async def owned_batch(batch_id: uuid.UUID, key: CurrentKey, service: JobServiceD
 OwnedBatchDep = Annotated[BatchRecord, Depends(owned_batch)]
 
 
-@router.post("", status_code=201, response_model=BatchView, responses=SUBMIT_RESPONSES)
+@router.post("", status_code=201, response_model=BatchCreated, responses=SUBMIT_RESPONSES)
 async def submit_batch(
     body: Annotated[BatchCreate, Body()], key: CurrentKey, service: JobServiceDep, idempotency: IdempotencyDep
 ) -> Response:
@@ -44,14 +44,14 @@ async def submit_batch(
     return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
 
 
-@router.get("/{batch_id}", responses=NOT_FOUND, response_model_exclude_none=True)
+@router.get("/{batch_id}", responses=NOT_FOUND)
 async def get_batch(batch: OwnedBatchDep, service: JobServiceDep) -> BatchView:
     """How many of the batch's jobs are in each status; `done` once every one is terminal (its jobs:
     `GET /jobs?batch_id=`)."""
     return await service.batch_view(batch)
 
 
-@router.post("/{batch_id}/cancel", status_code=202, responses=NOT_FOUND, response_model_exclude_none=True)
+@router.post("/{batch_id}/cancel", status_code=202, responses=NOT_FOUND)
 async def cancel_batch(batch: OwnedBatchDep, service: JobServiceDep) -> BatchView:
     """Cancel every job of the batch that has not ended (running ones are aborted by their workers)."""
     await service.cancel_batch(batch)
@@ -75,7 +75,7 @@ async def batch_events(batch: OwnedBatchDep, service: JobServiceDep, state: Stat
             view = await service.batch_view(batch)
             if view.counts != last:
                 last = view.counts
-                yield f"event: batch\ndata: {view.model_dump_json(exclude_none=True)}\n\n"
+                yield f"event: batch\ndata: {view.model_dump_json()}\n\n"
             if view.done:
                 return
             await asyncio.sleep(POLL_S)

@@ -34,4 +34,9 @@ class BatchView(BaseModel):
     created_at: datetime
     counts: dict[str, int]
     done: bool
-    jobs: list[JobPublic] | None = Field(default=None, description="Its jobs (on creation only).")
+
+
+class BatchCreated(BatchView):
+    """A new batch with its jobs, in the order submitted."""
+
+    jobs: list[JobPublic]

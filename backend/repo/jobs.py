@@ -311,7 +311,10 @@ INSERT_DEPENDENCIES = """
 """
 # The parents a submission names, locked against a status change until it commits: a parent cannot end
 # between the read of its status and the commit of the child's dependency rows (which its end would miss).
-LOCK_PARENTS = "SELECT id, status FROM jobs WHERE id = ANY($1::uuid[]) AND owner_id = $2 FOR SHARE"
+# In id order, so two submissions (or a submission and a multi-row run end) take the locks in one order.
+LOCK_PARENTS = (
+    "SELECT id, status FROM jobs WHERE id = ANY($1::uuid[]) AND owner_id = $2 ORDER BY id FOR SHARE"
+)
 # Children that the end of these parents made pending (their delivery goes on the queue after commit).
 PROMOTED_CHILDREN = f"""
     SELECT {DELIVERY_COLUMNS} FROM jobs

@@ -13,7 +13,7 @@ from typing import Any
 
 from backend.core.config import Settings
 from backend.core.ids import uuid7
-from backend.domain.batches import BatchCreate, BatchView, batch_location
+from backend.domain.batches import BatchCreate, BatchCreated, BatchView, batch_location
 from backend.domain.datetimes import in_utc_range
 from backend.domain.enums import JobStatus
 from backend.domain.errors import (
@@ -312,7 +312,7 @@ class JobService:
 
         def respond(jobs: Sequence[JobRecord]) -> Submitted:
             created_at = min(j.created_at for j in jobs)
-            view = BatchView(
+            view = BatchCreated(
                 id=batch[0],
                 name=body.name,
                 created_at=created_at,

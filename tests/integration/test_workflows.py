@@ -54,7 +54,8 @@ async def test_a_chain_of_100_runs_in_order(stack: Stack, client: httpx.AsyncCli
     assert all(j["batch_id"] == created["id"] for j in created["jobs"])
     assert created["jobs"][5]["depends_on"] == [ids[4]]
     view = await wait_batch_done(client, created["id"], timeout=90)
-    assert view["counts"] == {"completed": 100}
+    assert view["counts"] == {"completed": 100} and view["name"] == "chain"
+    assert set(view) == {"id", "name", "created_at", "counts", "done"}
     rows = await db.fetch(
         stack.settings,
         "SELECT job_id, started_at FROM job_runs WHERE job_id = ANY($1::uuid[])",
@@ -191,7 +192,7 @@ async def test_cancelling_a_blocked_job_and_a_batch(client: httpx.AsyncClient) -
     assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
     created = await batch(client, [square(1, scheduled_at=LATER), square(2, depends_on=["#0"])])
     view = (await client.post(f"/batches/{created['id']}/cancel")).json()
-    assert view == {**view, "counts": {"cancelled": 2}, "done": True}
+    assert view == {**view, "name": None, "counts": {"cancelled": 2}, "done": True}
     jobs = (await client.get(f"/jobs?batch_id={created['id']}")).json()["items"]
     assert {j["error"] for j in jobs} == {"cancelled by request"}
 
