@@ -20,7 +20,6 @@ from backend.domain.records import BatchRecord
 router = APIRouter(prefix="/batches", tags=["batches"], route_class=JsonBodyRoute, responses=AUTH_RESPONSES)
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Batch not found (or not yours)"}}
-POLL_S = 0.5  # how often an event stream reads its batch's counts (one grouped count of ≤ 1,000 rows)
 
 
 async def owned_batch(batch_id: uuid.UUID, key: CurrentKey, service: JobServiceDep) -> BatchRecord:
@@ -63,22 +62,32 @@ async def cancel_batch(batch: OwnedBatchDep, service: JobServiceDep) -> BatchVie
     response_class=StreamingResponse,
     responses={**NOT_FOUND, 200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}},
 )
-async def batch_events(batch: OwnedBatchDep, service: JobServiceDep, state: StateDep) -> StreamingResponse:
+async def batch_events(
+    batch: OwnedBatchDep, key: CurrentKey, service: JobServiceDep, state: StateDep
+) -> StreamingResponse:
     """Server-Sent Events: a `batch` event (counts, done) whenever the counts change; ends when every job
-    is terminal, or after `SSE_MAX_SECONDS` (reconnect)."""
+    is terminal, or after `SSE_MAX_SECONDS` (reconnect).
+
+    The stream counts against the key's `SSE_MAX_STREAMS_PER_KEY` like a job's (a watch with no jobs of
+    its own: the batch is followed by one grouped count of its ≤ 1,000 rows per watcher interval, not by
+    one subscription per job)."""
     lifetime = state.resources.settings.sse_max_seconds
+    watch = state.watcher.open_watch(key.id)  # TooManyStreams (429) before the response starts
 
     async def stream() -> AsyncIterator[str]:
-        yield f"retry: {SSE_RETRY_MS}\n\n"
-        deadline, last = time.monotonic() + lifetime, None
-        while time.monotonic() < deadline:
-            view = await service.batch_view(batch)
-            if view.counts != last:
-                last = view.counts
-                yield f"event: batch\ndata: {view.model_dump_json()}\n\n"
-            if view.done:
-                return
-            await asyncio.sleep(POLL_S)
+        try:
+            yield f"retry: {SSE_RETRY_MS}\n\n"
+            deadline, last = time.monotonic() + lifetime, None
+            while time.monotonic() < deadline:
+                view = await service.batch_view(batch)
+                if view.counts != last:
+                    last = view.counts
+                    yield f"event: batch\ndata: {view.model_dump_json()}\n\n"
+                if view.done:
+                    return
+                await asyncio.sleep(state.watcher.interval_s)
+        finally:
+            state.watcher.close_watch(watch)
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
