@@ -96,6 +96,7 @@ class Job(Base):
             postgresql_where=text(f"concurrency_key IS NOT NULL AND {WAITING}"),
         ),
         Index("ix_jobs_owner_created", "owner_id", "created_at", "id"),
+        Index("ix_jobs_batch", "batch_id", "created_at", "id", postgresql_where=text("batch_id IS NOT NULL")),
         Index(
             "ix_jobs_waiting_due",
             "scheduled_at",
@@ -163,6 +164,42 @@ class Job(Base):
     schedule_fire_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Told when the job ends (migration 0014's trigger writes a `webhook_deliveries` row).
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
+    # The batch it was submitted in (migration 0015); a purged batch leaves its jobs.
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("batches.id", ondelete="SET NULL")
+    )
+    # The jobs it waits for, as submitted (its view); `job_dependencies` is the same, indexed by parent.
+    depends_on: Mapped[list[uuid.UUID]] = mapped_column(
+        ARRAY(UUID(as_uuid=True)), nullable=False, server_default="{}"
+    )
+
+
+class Batch(Base):
+    """Jobs submitted together in one request (`POST /batches`), committed all or none."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=False
+    )
+    name: Mapped[str | None] = mapped_column(String(200))
+    job_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+class JobDependency(Base):
+    """Child waits for parent; the parent's end moves a blocked child (trigger `jp_on_parent_end`, 0015)."""
+
+    __tablename__ = "job_dependencies"
+    __table_args__ = (Index("ix_job_dependencies_parent", "parent_id", "child_id"),)
+
+    child_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    parent_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class Schedule(Base):

@@ -40,6 +40,33 @@ Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+
 SearchText = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
 ConcurrencyKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
 MIN_PRIORITY, MAX_PRIORITY = -10, 10
+MAX_PARENTS = 100
+# A job id, or (inside a batch) "#i": the batch's job at index i.
+DependencyRef = Annotated[
+    str,
+    Field(
+        pattern=r"^(#[0-9]{1,4}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$",
+        description="A job id of yours, or inside a batch `#i`: the batch's job at index i.",
+    ),
+]
+# The `depends_on` rules JSON Schema cannot state (their 422 `type`s): the ids must be jobs of yours; `#i`
+# only inside a batch and only backwards; a `bundle` needs parents; a schedule's job has none.
+UNKNOWN_JOB, NOT_IN_BATCH, FORWARD_REFERENCE = "unknown_job", "not_in_batch", "forward_reference"
+DUPLICATE_DEPENDENCY, DEPENDENCIES_REQUIRED, DEPENDENCIES_NOT_ALLOWED = (
+    "duplicate_dependency",
+    "dependencies_required",
+    "dependencies_not_allowed",
+)
+DEPENDENCY_RULES = frozenset(
+    {
+        UNKNOWN_JOB,
+        NOT_IN_BATCH,
+        FORWARD_REFERENCE,
+        DUPLICATE_DEPENDENCY,
+        DEPENDENCIES_REQUIRED,
+        DEPENDENCIES_NOT_ALLOWED,
+    }
+)
 LIMIT_WITHOUT_KEY = "concurrency_limit_without_key"  # the one rule between fields JSON Schema does not state
 MAX_WEBHOOK_URL_CHARS = 2000
 WEBHOOK_URL_INVALID = "webhook_url_invalid"
@@ -103,6 +130,22 @@ class JobCreateBase(BaseModel):
         description="https URL told (a signed POST, see Webhooks) when the job ends; plain http only where "
         "WEBHOOK_ALLOW_PRIVATE=true.",
     )
+
+    depends_on: list[DependencyRef] = Field(
+        default_factory=list,
+        max_length=MAX_PARENTS,
+        json_schema_extra={"uniqueItems": True},
+        description="Jobs (yours) that must complete first: until then this job is `blocked`; if one ends "
+        "`failed` or `cancelled`, this one is cancelled with an error naming it. Inside a batch, `#i` names "
+        "the batch's job at index i (an earlier one).",
+    )
+
+    @field_validator("depends_on")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("must not name a job twice")
+        return value
 
     @field_validator("concurrency_limit")
     @classmethod
@@ -182,6 +225,10 @@ class JobPublic(BaseModel):
         default=None, description="The schedule whose fire made this job (read-only); null otherwise."
     )
     webhook_url: str | None = Field(default=None, description="Told when the job ends (see Webhooks).")
+    batch_id: uuid.UUID | None = Field(
+        default=None, description="The batch it was submitted in (read-only); null otherwise."
+    )
+    depends_on: list[uuid.UUID] = Field(default_factory=list, description="The jobs it waits for.")
     created_at: datetime
     scheduled_at: datetime
     started_at: datetime | None
