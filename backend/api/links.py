@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import AUTH_RESPONSES, CurrentKey, OwnedJobDep, StateDep, StorageDep
 from backend.api.downloads import RESPONSES, download_result
+from backend.api.json_body import JsonBodyRoute
 from backend.services.links import LinkService
 
 MIN_S, DEFAULT_S, MAX_S = 60, 3600, 7 * 86400
@@ -37,11 +38,18 @@ def link_service(state: StateDep) -> LinkService:
     return LinkService(state.resources.pool, configured.get_secret_value() if configured else None)
 
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], route_class=JsonBodyRoute)
 
 
 @router.post(
-    "/jobs/{job_id}/download-link", status_code=201, response_model=DownloadLink, responses=AUTH_RESPONSES
+    "/jobs/{job_id}/download-link",
+    status_code=201,
+    response_model=DownloadLink,
+    responses={
+        **AUTH_RESPONSES,
+        400: {"description": "The body is not JSON"},
+        404: {"description": "Job not found (or not yours)"},
+    },
 )
 async def create_download_link(
     job: OwnedJobDep, key: CurrentKey, state: StateDep, body: Annotated[LinkRequest | None, Body()] = None

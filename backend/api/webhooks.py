@@ -33,7 +33,12 @@ async def rotate_webhook_secret(key: CurrentKey, service: WebhookServiceDep) -> 
     return WebhookSecretView(secret=await service.rotate(key.id))
 
 
-@router.get("/jobs/{job_id}/webhooks", response_model=list[DeliveryView], tags=["jobs"])
+@router.get(
+    "/jobs/{job_id}/webhooks",
+    response_model=list[DeliveryView],
+    tags=["jobs"],
+    responses={404: {"description": "Job not found"}},
+)
 async def list_job_webhooks(job: OwnedJobDep, service: WebhookServiceDep) -> list[DeliveryView]:
     """The job's webhook events and every attempt to deliver them (time, status code, error)."""
     return await service.deliveries(job.id)

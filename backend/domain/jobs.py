@@ -88,7 +88,13 @@ def _webhook_url(value: str) -> str:
 
 
 WebhookUrl = Annotated[
-    str, Field(min_length=1, max_length=MAX_WEBHOOK_URL_CHARS), AfterValidator(_webhook_url)
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_WEBHOOK_URL_CHARS,
+        pattern=r"^https?://[^\s/@?#]+([/?#][^\s]*)?$",  # the validator's rules a schema can state
+    ),
+    AfterValidator(_webhook_url),
 ]
 
 

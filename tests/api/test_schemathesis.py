@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from starlette.types import Receive, Scope, Send
 
 from backend.core.config import Settings
-from backend.domain.jobs import DEPENDENCY_RULES, LIMIT_WITHOUT_KEY
+from backend.domain.jobs import DEPENDENCY_RULES, LIMIT_WITHOUT_KEY, WEBHOOK_URL_INVALID
 from backend.domain.schedules import CRON_ERROR, TIMING_ERROR
 from backend.main import create_app
 from backend.services.auth import create_key
@@ -110,6 +110,7 @@ def refused_for_what_no_schema_states(response: Any) -> bool:
         or e["type"] in SCHEDULE_RULES
         or e["type"] == LIMIT_WITHOUT_KEY
         or e["type"] in DEPENDENCY_RULES
+        or e["type"] == WEBHOOK_URL_INVALID  # plain http is allowed only with WEBHOOK_ALLOW_PRIVATE
         for e in errors
     )
 
