@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from backend.adapters.ratelimit import FailureThrottle, RateLimit, RateLimiter
-from backend.api import admin, downloads, health, jobs, schedules, stats
+from backend.api import admin, batches, downloads, health, jobs, links, schedules, stats, webhooks
 from backend.api.docs import install_docs
 from backend.api.errors import install_error_handlers
 from backend.api.limits import BodySizeLimit
@@ -75,10 +75,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(batches.router)
     app.include_router(admin.router)
     app.include_router(downloads.router)
     app.include_router(stats.router)
     app.include_router(schedules.router)
+    app.include_router(webhooks.router)
+    app.include_router(links.router)
     install_docs(app)
     install_ui(app)
     return app

@@ -10,6 +10,7 @@ import asyncpg
 
 from backend.adapters.storage import Storage
 from backend.domain.records import StoredFile
+from backend.repo.jobs import JobRepository
 
 
 class Progress:
@@ -32,6 +33,17 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Parent:
+    """A job this one depends on (`depends_on`), as its handler sees it: completed, with what it made."""
+
+    id: uuid.UUID
+    type: str
+    name: str | None
+    result: Any
+    file: StoredFile | None
+
+
+@dataclass(frozen=True)
 class JobContext:
     """Everything a handler may use: its job's identity, storage, the database, progress."""
 
@@ -42,3 +54,18 @@ class JobContext:
     pool: asyncpg.Pool
     progress: Progress = field(default_factory=Progress)
     run_id: str = "run"  # names this run's files, so a stale run can never replace the recorded one
+
+    async def parents(self) -> list[Parent]:
+        """The jobs this one depends on, in `depends_on` order (all completed: that is why it runs). Open a
+        parent's file with `storage.stream(parent.file.key)`."""
+        rows = await JobRepository(self.pool).parents_of(self.job_id)
+        return [
+            Parent(
+                r["id"],
+                r["type"],
+                r["name"],
+                r["result"],
+                StoredFile(**r["result_file"]) if r["result_file"] else None,
+            )
+            for r in rows
+        ]

@@ -20,13 +20,14 @@ from backend.services.purge import purge
 from backend.services.reconcile import reconcile
 from backend.services.schedules import firing
 from backend.services.stats import refresh_stats
+from backend.services.webhooks import sending_webhooks
 from backend.services.workers import registered
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-# reconcile, purge (two), stats, the registry beat and schedule firing, besides the jobs
-CRON_CONNECTIONS = 6
+# reconcile, purge (two), stats, the registry beat, schedule firing and webhooks, besides the jobs
+CRON_CONNECTIONS = 7
 PROMOTE_EVERY_S = 0.1  # how late a scheduled job or a retry may start, at most (one Redis call when idle)
 
 
@@ -48,6 +49,8 @@ def duties(res: Resources, settings: Settings) -> list[AbstractAsyncContextManag
         repeating("reconcile", lambda: reconcile(res), every, jitter=0.2),
         repeating("stats", lambda: refresh_stats(res.pool), settings.stats_interval_seconds, jitter=0.2),
         repeating("purge", lambda: purge(res), settings.purge_every_minutes * 60, 0.2, wait_first=True),
+        # Webhook deliveries (the outbox rows job ends write), claimed with SKIP LOCKED.
+        sending_webhooks(settings, res.pool),
     ]
 
 

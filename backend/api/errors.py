@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: dict[type[errors.PlatformError], int] = {
     errors.JobNotFound: 404,
+    errors.LinkExpired: 403,
+    errors.BatchNotFound: 404,
     errors.KeyNotFound: 404,
     errors.ScheduleNotFound: 404,
     errors.UnknownJobType: 404,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -94,6 +95,7 @@ async def list_jobs(
         list[Tag] | None, Query(max_length=MAX_TAGS, description="Jobs carrying all of these.")
     ] = None,
     q: Annotated[SearchText | None, Query(description="A job id, or the start of a job's name.")] = None,
+    batch_id: Annotated[uuid.UUID | None, Query(description="Only the jobs of this batch.")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: str | None = None,
     owner: Annotated[
@@ -106,7 +108,7 @@ async def list_jobs(
 ) -> JobList:
     """Your jobs (an admin's: every key's with `owner=all`, or one key's), newest first, a page at a time
     (`next_cursor` → `cursor`)."""
-    filters = JobFilters(status, type, created_after, created_before, tag, q)
+    filters = JobFilters(status, type, created_after, created_before, tag, q, batch_id=batch_id)
     owner_id = owner_filter(key, owner)
     try:
         rows, next_cursor = await service.list(owner_id, filters, limit, cursor)

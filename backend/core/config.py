@@ -88,6 +88,27 @@ class Settings(BaseSettings):
         default=None, description="Mark the session cookie Secure; unset: when the request came over https."
     )
 
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow webhook_url over plain http and to private, loopback, link-local addresses.",
+    )
+    webhook_secrets_key: SecretStr | None = Field(
+        default=None,
+        description="Encrypts webhook signing secrets at rest (any long random string); unset: derived "
+        "from the deployment's secret in the database.",
+    )
+    webhook_backoff_seconds: list[float] = Field(
+        default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0],
+        min_length=1,
+        description="Waits between webhook attempts; the last repeats until 24 h after the event.",
+    )
+    webhook_lease_seconds: float = Field(
+        default=30, gt=5, description="A sender killed mid-POST leaves its delivery to others after this."
+    )
+    webhook_poll_seconds: float = Field(
+        default=0.5, gt=0, description="How often workers look for due webhooks."
+    )
+
     worker_concurrency: int = Field(default=20, ge=1)
     queue_name: str = "arq:queue"
     queue_horizon_seconds: float = Field(

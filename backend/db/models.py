@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Table,
@@ -95,6 +96,7 @@ class Job(Base):
             postgresql_where=text(f"concurrency_key IS NOT NULL AND {WAITING}"),
         ),
         Index("ix_jobs_owner_created", "owner_id", "created_at", "id"),
+        Index("ix_jobs_batch", "batch_id", "created_at", "id", postgresql_where=text("batch_id IS NOT NULL")),
         Index(
             "ix_jobs_waiting_due",
             "scheduled_at",
@@ -160,6 +162,44 @@ class Job(Base):
         UUID(as_uuid=True), ForeignKey("schedules.id", ondelete="SET NULL")
     )
     schedule_fire_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Told when the job ends (migration 0014's trigger writes a `webhook_deliveries` row).
+    webhook_url: Mapped[str | None] = mapped_column(String(2000))
+    # The batch it was submitted in (migration 0015); a purged batch leaves its jobs.
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("batches.id", ondelete="SET NULL")
+    )
+    # The jobs it waits for, as submitted (its view); `job_dependencies` is the same, indexed by parent.
+    depends_on: Mapped[list[uuid.UUID]] = mapped_column(
+        ARRAY(UUID(as_uuid=True)), nullable=False, server_default="{}"
+    )
+
+
+class Batch(Base):
+    """Jobs submitted together in one request (`POST /batches`), committed all or none."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=False
+    )
+    name: Mapped[str | None] = mapped_column(String(200))
+    job_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+class JobDependency(Base):
+    """Child waits for parent; the parent's end moves a blocked child (trigger `jp_on_parent_end`, 0015)."""
+
+    __tablename__ = "job_dependencies"
+    __table_args__ = (Index("ix_job_dependencies_parent", "parent_id", "child_id"),)
+
+    child_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    parent_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class Schedule(Base):
@@ -268,6 +308,60 @@ class UiSession(Base):
     )
     created_at: Mapped[datetime] = _now()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class WebhookSecret(Base):
+    """An API key's webhook signing secret, sealed with AES-GCM (never stored in the clear)."""
+
+    __tablename__ = "webhook_secrets"
+
+    key_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    sealed: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+class WebhookDelivery(Base):
+    """The outbox: one event of a job's end to POST to its webhook_url, until delivered or given up."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status_valid"),
+        Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+        Index("ix_webhook_deliveries_job", "job_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+    )
+    owner_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    event_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    # Also the lease: a claim moves it past the attempt's end, so a killed sender's delivery comes due again.
+    next_attempt_at: Mapped[datetime] = _now()
+    give_up_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+
+
+class WebhookAttempt(Base):
+    """One POST of a delivery: when, the answer's status code or the error, how long it took."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index("ix_webhook_attempts_delivery", "delivery_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), nullable=False
+    )
+    attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    status_code: Mapped[int | None] = mapped_column(SmallInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
 class PausedType(Base):

@@ -8,6 +8,7 @@ from enum import StrEnum
 class JobStatus(StrEnum):
     """Where a job is in its lifecycle (transitions: `backend/domain/lifecycle.py`)."""
 
+    BLOCKED = "blocked"  # waiting for the jobs it depends on (`depends_on`) to complete
     PENDING = "pending"
     RUNNING = "running"
     RETRYING = "retrying"

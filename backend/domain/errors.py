@@ -18,8 +18,16 @@ class RetryLater(PlatformError):
         self.retry_after_s = retry_after_s
 
 
+class BatchNotFound(PlatformError):
+    """Batch not found"""
+
+
 class JobNotFound(PlatformError):
     """Job not found"""
+
+
+class LinkExpired(PlatformError):
+    """This download link has expired; ask for a new one"""
 
 
 class ScheduleNotFound(PlatformError):
@@ -53,7 +61,7 @@ class QuotaExceeded(RetryLater):
 class FieldError(PlatformError):
     """A request field is not acceptable (answered like a validation error, naming the field)"""
 
-    def __init__(self, message: str, loc: tuple[str, ...], code: str) -> None:
+    def __init__(self, message: str, loc: tuple[str | int, ...], code: str) -> None:
         super().__init__(message)
         self.loc = loc
         self.code = code

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from backend.domain.payloads import (
+    BundlePayload,
     CsvReportPayload,
     JobsExportPayload,
     NumbersPayload,
@@ -32,6 +33,7 @@ class JobTypeSpec:
     timeout_s: float  # one attempt; `TASK_TIMEOUTS` may override it per type
     summary: str
     diagnostic: bool = False  # for demos and benchmarks; refused unless ENABLE_DIAGNOSTIC_JOBS
+    needs_parents: bool = False  # a submission without `depends_on` is refused
 
     @property
     def model_name(self) -> str:
@@ -49,6 +51,13 @@ JOB_TYPES: tuple[JobTypeSpec, ...] = (
     JobTypeSpec("jobs_export", JobsExportPayload, 3600, "A CSV of your own jobs (a file)."),
     JobTypeSpec("square_sum", NumbersPayload, 60, "The sum of the squares of `data`."),
     JobTypeSpec("cube_sum", NumbersPayload, 60, "The sum of the cubes of `data`."),
+    JobTypeSpec(
+        "bundle",
+        BundlePayload,
+        3600,
+        "A ZIP of the files and results of the jobs in `depends_on` (a file).",
+        needs_parents=True,
+    ),
     JobTypeSpec(
         "sleep", SleepPayload, 3600 + 60, "Diagnostic: waits, optionally failing first.", diagnostic=True
     ),

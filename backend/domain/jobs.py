@@ -6,8 +6,10 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, Union
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -38,7 +40,62 @@ Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+
 SearchText = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
 ConcurrencyKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
 MIN_PRIORITY, MAX_PRIORITY = -10, 10
+MAX_PARENTS = 100
+# A job id, or (inside a batch) "#i": the batch's job at index i.
+DependencyRef = Annotated[
+    str,
+    Field(
+        pattern=r"^(#[0-9]{1,4}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$",
+        description="A job id of yours, or inside a batch `#i`: the batch's job at index i.",
+    ),
+]
+# The `depends_on` rules JSON Schema cannot state (their 422 `type`s): the ids must be jobs of yours; `#i`
+# only inside a batch and only backwards; a `bundle` needs parents; a schedule's job has none.
+UNKNOWN_JOB, NOT_IN_BATCH, FORWARD_REFERENCE = "unknown_job", "not_in_batch", "forward_reference"
+DUPLICATE_DEPENDENCY, DEPENDENCIES_REQUIRED, DEPENDENCIES_NOT_ALLOWED = (
+    "duplicate_dependency",
+    "dependencies_required",
+    "dependencies_not_allowed",
+)
+DEPENDENCY_RULES = frozenset(
+    {
+        UNKNOWN_JOB,
+        NOT_IN_BATCH,
+        FORWARD_REFERENCE,
+        DUPLICATE_DEPENDENCY,
+        DEPENDENCIES_REQUIRED,
+        DEPENDENCIES_NOT_ALLOWED,
+    }
+)
 LIMIT_WITHOUT_KEY = "concurrency_limit_without_key"  # the one rule between fields JSON Schema does not state
+MAX_WEBHOOK_URL_CHARS = 2000
+WEBHOOK_URL_INVALID = "webhook_url_invalid"
+
+
+def _webhook_url(value: str) -> str:
+    """An absolute http(s) URL with a host and no credentials (whether http is allowed is a setting: the
+    service checks it)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise PydanticCustomError(WEBHOOK_URL_INVALID, "Not a valid URL") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PydanticCustomError(WEBHOOK_URL_INVALID, "Must be an absolute https URL")
+    if parts.username is not None or parts.password is not None or any(ord(c) < 33 for c in value):
+        raise PydanticCustomError(WEBHOOK_URL_INVALID, "Must not contain credentials, spaces or controls")
+    return value
+
+
+WebhookUrl = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_WEBHOOK_URL_CHARS,
+        pattern=r"^https?://[^\s/@?#]+([/?#][^\s]*)?$",  # the validator's rules a schema can state
+    ),
+    AfterValidator(_webhook_url),
+]
 
 
 class JobCreateBase(BaseModel):
@@ -73,6 +130,28 @@ class JobCreateBase(BaseModel):
         description="How many of your jobs with `concurrency_key` may run at once (default 1); needs a "
         "`concurrency_key`.",
     )
+
+    webhook_url: WebhookUrl | None = Field(
+        default=None,
+        description="https URL told (a signed POST, see Webhooks) when the job ends; plain http only where "
+        "WEBHOOK_ALLOW_PRIVATE=true.",
+    )
+
+    depends_on: list[DependencyRef] = Field(
+        default_factory=list,
+        max_length=MAX_PARENTS,
+        json_schema_extra={"uniqueItems": True},
+        description="Jobs (yours) that must complete first: until then this job is `blocked`; if one ends "
+        "`failed` or `cancelled`, this one is cancelled with an error naming it. Inside a batch, `#i` names "
+        "the batch's job at index i (an earlier one).",
+    )
+
+    @field_validator("depends_on")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("must not name a job twice")
+        return value
 
     @field_validator("concurrency_limit")
     @classmethod
@@ -151,6 +230,11 @@ class JobPublic(BaseModel):
     schedule_id: uuid.UUID | None = Field(
         default=None, description="The schedule whose fire made this job (read-only); null otherwise."
     )
+    webhook_url: str | None = Field(default=None, description="Told when the job ends (see Webhooks).")
+    batch_id: uuid.UUID | None = Field(
+        default=None, description="The batch it was submitted in (read-only); null otherwise."
+    )
+    depends_on: list[uuid.UUID] = Field(default_factory=list, description="The jobs it waits for.")
     created_at: datetime
     scheduled_at: datetime
     started_at: datetime | None

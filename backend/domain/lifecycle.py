@@ -30,6 +30,8 @@ class Event(StrEnum):
     HAND_BACK = "hand_back"  # the worker shut down mid-run: back to the queue, attempt refunded
     CANCEL = "cancel"  # a client asks to cancel
     REQUEUE = "requeue"  # a client asks to run an ended job again
+    UNBLOCK = "unblock"  # the last job it depends on completed
+    PARENT_ENDED = "parent_ended"  # a job it depends on ended failed or cancelled
 
 
 TRANSITIONS: dict[tuple[JobStatus, Event], JobStatus] = {
@@ -44,17 +46,27 @@ TRANSITIONS: dict[tuple[JobStatus, Event], JobStatus] = {
     (S.RETRYING, Event.CANCEL): S.CANCELLED,
     # A running job stays running: its worker sees the request at the next heartbeat and ABORTs.
     (S.RUNNING, Event.CANCEL): S.RUNNING,
+    (S.BLOCKED, Event.CANCEL): S.CANCELLED,
+    # Applied in the database, in the transaction of the parent's end (migration 0015, jp_on_parent_end).
+    (S.BLOCKED, Event.UNBLOCK): S.PENDING,
+    (S.BLOCKED, Event.PARENT_ENDED): S.CANCELLED,
     (S.FAILED, Event.REQUEUE): S.PENDING,
     (S.CANCELLED, Event.REQUEUE): S.PENDING,
 }
 
 REFUSALS: dict[Event, str] = {
-    Event.CANCEL: "only pending, retrying or running jobs cancel",
+    Event.CANCEL: "only blocked, pending, retrying or running jobs cancel",
     Event.REQUEUE: "only failed or cancelled jobs can be retried",
 }
 
 CANCELLED_BY_REQUEST = "cancelled by request"
 WORKER_LOST = "worker lost: lease expired"
+
+
+def parent_ended_error(parent_id: object, parent_status: str) -> str:
+    """A blocked job's `error` when a job it depends on ended without completing (the trigger of
+    migration 0015 spells the same text)."""
+    return f"dependency {parent_id} {parent_status}"
 
 
 def next_status(status: JobStatus, event: Event) -> JobStatus:

@@ -74,3 +74,15 @@ class SleepPayload(Payload):
     fail_first: JsonInt = Field(
         default=0, ge=0, le=20, description="Fail this many attempts before succeeding."
     )
+
+
+class BundlePayload(Payload):
+    """A ZIP of the result files of the jobs this one depends on, plus `results.json` with their results."""
+
+    filename: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="The ZIP's file name (default `bundle-<job id>.zip`).",
+    )

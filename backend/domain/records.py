@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -57,6 +57,9 @@ class JobRecord:
     concurrency_limit: int | None
     schedule_id: uuid.UUID | None = None  # the schedule whose fire made it
     schedule_fire_at: datetime | None = None  # that fire's slot: unique per schedule
+    webhook_url: str | None = None  # told when the job ends
+    batch_id: uuid.UUID | None = None  # the batch it was submitted in
+    depends_on: list[uuid.UUID] = field(default_factory=list)  # the jobs it waits for
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> JobRecord:
@@ -151,6 +154,22 @@ class EndedRun:
     def delivery(self) -> Delivery:
         """The job's next delivery (for a job that will run again)."""
         return Delivery(self.job_id, self.attempts, self.scheduled_at, self.owner_id, self.priority)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    """One row of `batches`."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    name: str | None
+    job_count: int
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> BatchRecord:
+        """Build from a `batches` row."""
+        return cls(**dict(row.items()))
 
 
 @dataclass(frozen=True, slots=True)

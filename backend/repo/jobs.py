@@ -7,6 +7,7 @@ fenced by the claim token and `status = 'running'`.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,15 +38,16 @@ class JobFilters:
     tags: Sequence[str] | None = None  # jobs carrying all of them
     search: str | None = None  # a job id, or the start of a name (case-insensitive)
     error: str | None = None  # exactly this error (the dashboard's failure groups)
+    batch_id: uuid.UUID | None = None  # jobs of this batch
 
     def params(self, owner_id: uuid.UUID | None) -> tuple[Any, ...]:
-        """$1..$9 of `FILTERED`."""
+        """$1..$10 of `FILTERED`."""
         statuses = [str(s) for s in self.statuses] if self.statuses else None
         types = [str(t) for t in self.types] if self.types else None
         tags = list(self.tags) if self.tags else None
         job_id, name_prefix = _search_terms(self.search)
         after, before = self.created_after, self.created_before
-        return owner_id, statuses, types, after, before, tags, name_prefix, job_id, self.error
+        return owner_id, statuses, types, after, before, tags, name_prefix, job_id, self.error, self.batch_id
 
 
 def _search_terms(search: str | None) -> tuple[uuid.UUID | None, str | None]:
@@ -68,6 +70,7 @@ FILTERS = """
     AND ($7::text IS NULL OR lower(name) LIKE $7)
     AND ($8::uuid IS NULL OR id = $8)
     AND ($9::text IS NULL OR error = $9)
+    AND ($10::uuid IS NULL OR batch_id = $10)
 """
 FILTERED = "owner_id = $1" + FILTERS
 KEYSET_START = (FIRST_INSTANT, uuid.UUID(int=0))  # before any (timestamp, id): a keyset walk's first page
@@ -78,8 +81,8 @@ FILTERED_ANY_OWNER = "$1::uuid IS NULL" + FILTERS
 
 _INSERT = """
     INSERT INTO jobs (id, owner_id, type, name, payload, max_attempts, scheduled_at, tags, priority,
-                      concurrency_key, concurrency_limit, schedule_id, schedule_fire_at)
-    VALUES ($1, $2, $3, $4, $5::jsonb, $6, coalesce($7, now()), $8, $9, $10, $11, $12, $13)
+                      concurrency_key, concurrency_limit, schedule_id, schedule_fire_at, webhook_url)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6, coalesce($7, now()), $8, $9, $10, $11, $12, $13, $14)
     {conflict}
     RETURNING *
 """
@@ -99,9 +102,9 @@ GET_MANY = "SELECT * FROM jobs WHERE id = ANY($1::uuid[])"
 def _page(where: str) -> str:
     return f"""
     SELECT * FROM jobs WHERE {where}
-      AND (created_at, id) < (coalesce($10::timestamptz, 'infinity'),
-                              coalesce($11::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
-    ORDER BY created_at DESC, id DESC LIMIT $12
+      AND (created_at, id) < (coalesce($11::timestamptz, 'infinity'),
+                              coalesce($12::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+    ORDER BY created_at DESC, id DESC LIMIT $13
 """
 
 
@@ -220,8 +223,8 @@ REQUEUE = """
 """
 # Bulk actions walk the matching jobs a batch at a time along ix_jobs_owner_created (short statements).
 NEXT_IDS = f"""
-    SELECT id, created_at FROM jobs WHERE {FILTERED} AND (created_at, id) > ($10, $11)
-    ORDER BY created_at, id LIMIT $12
+    SELECT id, created_at FROM jobs WHERE {FILTERED} AND (created_at, id) > ($11, $12)
+    ORDER BY created_at, id LIMIT $13
 """
 # The dashboard's failures page: failed jobs of the last days grouped by error (ix_jobs_terminal_finished).
 FAILURE_GROUPS = f"""
@@ -289,6 +292,44 @@ DELETE_EXPIRED = f"""
     RETURNING id
 """
 EXISTING = "SELECT id FROM jobs WHERE id = ANY($1::uuid[])"
+# Many jobs in one statement (a batch, or jobs with dependencies), each with its own first status.
+# Arrays of arrays do not unnest row by row, so tags and depends_on travel as JSON text.
+INSERT_MANY = f"""
+    INSERT INTO jobs (id, owner_id, type, name, payload, max_attempts, scheduled_at, tags, priority,
+                      concurrency_key, concurrency_limit, status, error, finished_at, batch_id, depends_on,
+                      webhook_url)
+    SELECT r.id, $1, r.type, r.name, r.payload, r.max_attempts, coalesce(r.scheduled_at, now()),
+           ARRAY(SELECT jsonb_array_elements_text(r.tags::jsonb)), r.priority, r.ckey, r.climit, r.status,
+           r.error,
+           CASE WHEN r.status IN ({TERMINAL}) THEN now() END, $2,
+           ARRAY(SELECT jsonb_array_elements_text(r.deps::jsonb)::uuid), r.webhook_url
+    FROM unnest($3::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::int[], $8::timestamptz[], $9::text[],
+                $10::int[], $11::text[], $12::int[], $13::text[], $14::text[], $15::text[], $16::text[])
+        AS r(id, type, name, payload, max_attempts, scheduled_at, tags, priority, ckey, climit, status,
+             error, deps, webhook_url)
+    RETURNING *
+"""
+INSERT_DEPENDENCIES = """
+    INSERT INTO job_dependencies (child_id, parent_id) SELECT * FROM unnest($1::uuid[], $2::uuid[])
+"""
+# The parents a submission names, locked against a status change until it commits: a parent cannot end
+# between the read of its status and the commit of the child's dependency rows (which its end would miss).
+# In id order, so two submissions (or a submission and a multi-row run end) take the locks in one order.
+LOCK_PARENTS = (
+    "SELECT id, status FROM jobs WHERE id = ANY($1::uuid[]) AND owner_id = $2 ORDER BY id FOR SHARE"
+)
+# Children that the end of these parents made pending (their delivery goes on the queue after commit).
+PROMOTED_CHILDREN = f"""
+    SELECT {DELIVERY_COLUMNS} FROM jobs
+    WHERE id IN (SELECT child_id FROM job_dependencies WHERE parent_id = ANY($1::uuid[]))
+      AND status = '{JobStatus.PENDING.value}' AND attempts = 0
+"""
+PARENTS_OF = """
+    SELECT p.id, p.type, p.name, p.status, p.result, p.result_file FROM jobs c
+    JOIN LATERAL unnest(c.depends_on) WITH ORDINALITY AS d(parent_id, n) ON true
+    JOIN jobs p ON p.id = d.parent_id
+    WHERE c.id = $1 ORDER BY d.n
+"""
 RUNS_OF = "SELECT * FROM job_runs WHERE job_id = $1 ORDER BY started_at, id"
 
 
@@ -298,7 +339,8 @@ def _insert_args(
     """The values of `INSERT`, in its column order."""
     job = (v["id"], v["owner_id"], v["type"], v["name"], v["payload"], v["max_attempts"])
     dispatch = (v.get("priority", 0), v.get("concurrency_key"), v.get("concurrency_limit"))
-    return (*job, v.get("scheduled_at"), v.get("tags") or [], *dispatch, schedule_id, fire_at)
+    fired = (schedule_id, fire_at)
+    return (*job, v.get("scheduled_at"), v.get("tags") or [], *dispatch, *fired, v.get("webhook_url"))
 
 
 def _end_row(job_id: uuid.UUID, token: uuid.UUID, end: RunEnd) -> tuple[Any, ...]:
@@ -351,6 +393,51 @@ class JobRepository:
         """Insert the job of one fire of a schedule; None if that fire already made its job."""
         row = await self.db.fetchrow(INSERT_FIRED, *_insert_args(values, schedule_id, fire_at))
         return None if row is None else JobRecord.from_row(row)
+
+    async def insert_many(
+        self, owner_id: uuid.UUID, batch_id: uuid.UUID | None, rows: Sequence[Mapping[str, Any]]
+    ) -> list[JobRecord]:
+        """Insert jobs with one statement (`new_job` values plus `status`, `error`, `depends_on`); the
+        records come back in the order of `rows`."""
+        columns = (
+            [r["id"] for r in rows],
+            [r["type"] for r in rows],
+            [r["name"] for r in rows],
+            [r["payload"] for r in rows],
+            [r["max_attempts"] for r in rows],
+            [r.get("scheduled_at") for r in rows],
+            [json.dumps(list(r.get("tags") or [])) for r in rows],
+            [r.get("priority", 0) for r in rows],
+            [r.get("concurrency_key") for r in rows],
+            [r.get("concurrency_limit") for r in rows],
+            [str(r["status"]) for r in rows],
+            [r.get("error") for r in rows],
+            [json.dumps([str(p) for p in r.get("depends_on") or []]) for r in rows],
+            [r.get("webhook_url") for r in rows],
+        )
+        inserted = {row["id"]: row for row in await self.db.fetch(INSERT_MANY, owner_id, batch_id, *columns)}
+        return [JobRecord.from_row(inserted[r["id"]]) for r in rows]
+
+    async def insert_dependencies(self, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+        """Record (child, parent) pairs."""
+        if pairs:
+            await self.db.execute(INSERT_DEPENDENCIES, [c for c, _ in pairs], [p for _, p in pairs])
+
+    async def lock_parents(self, owner_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, JobStatus]:
+        """The statuses of the owner's jobs among `ids`, share-locked until the transaction ends (needs
+        one)."""
+        rows = await self.db.fetch(LOCK_PARENTS, list(ids), owner_id)
+        return {r["id"]: JobStatus(r["status"]) for r in rows}
+
+    async def promoted_children(self, parent_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+        """Delivery rows of the never-run pending children of these parents."""
+        rows: list[asyncpg.Record] = await self.db.fetch(PROMOTED_CHILDREN, list(parent_ids))
+        return rows
+
+    async def parents_of(self, job_id: uuid.UUID) -> list[asyncpg.Record]:
+        """The job's parents in `depends_on` order: id, type, name, status, result, result_file."""
+        rows: list[asyncpg.Record] = await self.db.fetch(PARENTS_OF, job_id)
+        return rows
 
     async def get_owned(self, owner_id: uuid.UUID, job_id: uuid.UUID) -> JobRecord | None:
         """The job if it exists and belongs to the owner."""

@@ -5,16 +5,19 @@ from __future__ import annotations
 import base64
 import builtins
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from backend.core.config import Settings
 from backend.core.ids import uuid7
+from backend.domain.batches import BatchCreate, BatchCreated, BatchView, batch_location
 from backend.domain.datetimes import in_utc_range
 from backend.domain.enums import JobStatus
 from backend.domain.errors import (
+    BatchNotFound,
     FieldError,
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
@@ -22,9 +25,23 @@ from backend.domain.errors import (
     JobStateChanging,
 )
 from backend.domain.job_types import SPECS
-from backend.domain.jobs import BulkRequest, BulkResult, JobPublic, JobSubmission, job_location
-from backend.domain.lifecycle import CANCELLED_BY_REQUEST, Event, next_status, sources
-from backend.domain.records import Delivery, FailureGroup, JobRecord, RunRecord
+from backend.domain.jobs import (
+    DEPENDENCIES_NOT_ALLOWED,
+    DEPENDENCIES_REQUIRED,
+    DUPLICATE_DEPENDENCY,
+    FORWARD_REFERENCE,
+    NOT_IN_BATCH,
+    UNKNOWN_JOB,
+    WEBHOOK_URL_INVALID,
+    BulkRequest,
+    BulkResult,
+    JobPublic,
+    JobSubmission,
+    job_location,
+)
+from backend.domain.lifecycle import CANCELLED_BY_REQUEST, Event, next_status, parent_ended_error, sources
+from backend.domain.records import BatchRecord, Delivery, FailureGroup, JobRecord, RunRecord
+from backend.repo.batches import BatchRepository
 from backend.repo.idempotency import IdempotencyRepository, StoredResponse
 from backend.repo.jobs import JobFilters, JobRepository
 from backend.resources import Resources
@@ -59,11 +76,66 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     return in_utc_range(datetime.fromisoformat(created)), uuid.UUID(job_id)
 
 
-def check_allowed(settings: Settings, body: JobSubmission, loc: tuple[str, ...]) -> None:
-    """FieldError (422 at `loc` + type) if the submission's type may not be submitted here."""
-    if SPECS[body.type].diagnostic and not settings.diagnostic_jobs_enabled:
+def check_allowed(
+    settings: Settings, body: JobSubmission, loc: tuple[str | int, ...], dependencies: bool = True
+) -> None:
+    """FieldError (422 at `loc` + field) if the submission's type may not be submitted here, or its
+    `depends_on` is missing where the type needs it (`bundle`) or present where none may be (`dependencies`
+    False: a schedule's job)."""
+    spec = SPECS[body.type]
+    if spec.diagnostic and not settings.diagnostic_jobs_enabled:
         message = f"Job type {body.type!r} is a diagnostic type, disabled here (ENABLE_DIAGNOSTIC_JOBS)"
         raise FieldError(message, (*loc, "type"), "job_type_disabled")
+    if body.webhook_url and not body.webhook_url.startswith("https:") and not settings.webhook_allow_private:
+        message = "webhook_url must be https (plain http only with WEBHOOK_ALLOW_PRIVATE=true)"
+        raise FieldError(message, (*loc, "webhook_url"), WEBHOOK_URL_INVALID)
+    if body.depends_on and not dependencies:
+        raise FieldError(
+            "A schedule's job cannot depend on other jobs", (*loc, "depends_on"), DEPENDENCIES_NOT_ALLOWED
+        )
+    if spec.needs_parents and not body.depends_on:
+        message = f"Job type {body.type!r} needs `depends_on`: the jobs whose results it uses"
+        raise FieldError(message, (*loc, "depends_on"), DEPENDENCIES_REQUIRED)
+
+
+def first_status(
+    parents: Sequence[uuid.UUID], statuses: Mapping[uuid.UUID, JobStatus]
+) -> tuple[JobStatus, str | None]:
+    """A new job's status from its parents': cancelled (with the error naming the parent) if one ended
+    without completing, blocked while one is unfinished, else pending."""
+    status = JobStatus.PENDING
+    for parent in parents:
+        parent_status = statuses[parent]
+        if parent_status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            return JobStatus.CANCELLED, parent_ended_error(parent, parent_status)
+        if parent_status is not JobStatus.COMPLETED:
+            status = JobStatus.BLOCKED
+    return status, None
+
+
+def resolve_parents(
+    refs: Sequence[str], index: int, ids: Sequence[uuid.UUID] | None, loc: tuple[str | int, ...]
+) -> list[uuid.UUID]:
+    """`depends_on` as job ids: a `#k` names the batch's job k, which must come before this one (`index`),
+    so a batch's dependencies always point backwards and no cycle can be formed (nor with existing jobs:
+    a parent must exist before its child). `ids` is None outside a batch."""
+    parents = []
+    for j, ref in enumerate(refs):
+        if not ref.startswith("#"):
+            parents.append(uuid.UUID(ref))
+            continue
+        k = int(ref[1:])
+        if ids is None:
+            raise FieldError(
+                "`#i` names a job of the same batch: only in POST /batches", (*loc, j), NOT_IN_BATCH
+            )
+        if k >= index:
+            message = f"{ref} must name an earlier job of the batch (before #{index}): no cycles"
+            raise FieldError(message, (*loc, j), FORWARD_REFERENCE)
+        parents.append(ids[k])
+    if len(set(parents)) != len(parents):
+        raise FieldError("must not name a job twice", loc, DUPLICATE_DEPENDENCY)
+    return parents
 
 
 def new_job(owner_id: uuid.UUID, body: JobSubmission, default_max_attempts: int) -> dict[str, Any]:
@@ -80,6 +152,7 @@ def new_job(owner_id: uuid.UUID, body: JobSubmission, default_max_attempts: int)
         "priority": body.priority,
         "concurrency_key": body.concurrency_key,
         "concurrency_limit": body.concurrency_limit or (1 if body.concurrency_key else None),
+        "webhook_url": body.webhook_url,
     }
 
 
@@ -105,6 +178,8 @@ class JobService:
         `show_owner`: the response is an admin's view (with `owner_id`)."""
         self._allowed(body)
         await self.quotas.check(owner_id)
+        if body.depends_on:
+            return await self._submit_with_parents(owner_id, body, idem, show_owner)
         values = self._new_job(owner_id, body)
         if idem is None:
             job = await self.jobs.insert(values)  # one statement, committed on its own
@@ -117,6 +192,83 @@ class JobService:
         await self.queue.enqueue(Delivery.of(job))
         view = JobPublic.of(job, show_owner).model_dump(mode="json")
         return Submitted(201, view, job_location(job.id), replayed=False)
+
+    async def _submit_with_parents(
+        self, owner_id: uuid.UUID, body: JobSubmission, idem: IdempotencyKey | None, show_owner: bool
+    ) -> Submitted:
+        """A job with `depends_on`: its parents are locked and read in the transaction that inserts it."""
+
+        def respond(jobs: Sequence[JobRecord]) -> Submitted:
+            view = JobPublic.of(jobs[0], show_owner).model_dump(mode="json")
+            return Submitted(201, view, job_location(jobs[0].id), replayed=False)
+
+        outcome = await self._store(owner_id, [body], None, None, ("body",), respond, idem, body)
+        return outcome
+
+    async def _store(
+        self,
+        owner_id: uuid.UUID,
+        bodies: Sequence[JobSubmission],
+        batch: tuple[uuid.UUID, str | None] | None,
+        batch_ids: Sequence[uuid.UUID] | None,
+        loc: tuple[str | int, ...],
+        respond: Callable[[Sequence[JobRecord]], Submitted],
+        idem: IdempotencyKey | None,
+        request: Any,
+    ) -> Submitted:
+        """Insert jobs (and their batch) in one transaction, with one statement, all or none; then enqueue
+        the ones that can run with one `enqueue_many`. `loc(i)` names job i in a 422."""
+        ids = list(batch_ids) if batch_ids is not None else [uuid7() for _ in bodies]
+        in_batch = batch is not None
+        parents = [
+            resolve_parents(
+                b.depends_on, i, ids if in_batch else None, (*self._loc(loc, i, in_batch), "depends_on")
+            )
+            for i, b in enumerate(bodies)
+        ]
+        ttl = self.settings.idempotency_ttl_hours * 3600
+        async with self.pool.acquire() as conn:
+            repo, keys = JobRepository(conn), IdempotencyRepository(conn)
+            try:
+                async with conn.transaction():
+                    external = sorted({p for ps in parents for p in ps if p not in set(ids)})
+                    statuses: dict[uuid.UUID, JobStatus] = await repo.lock_parents(owner_id, external)
+                    rows, pairs = [], []
+                    for i, (body, ps) in enumerate(zip(bodies, parents, strict=True)):
+                        for j, parent in enumerate(ps):
+                            if parent not in statuses:
+                                at = (*self._loc(loc, i, in_batch), "depends_on", j)
+                                raise FieldError(
+                                    f"No job {parent} of yours (it must exist first)", at, UNKNOWN_JOB
+                                )
+                        status, error = first_status(ps, statuses)
+                        statuses[ids[i]] = status
+                        values = {**self._new_job(owner_id, body), "id": ids[i]}
+                        rows.append({**values, "status": status, "error": error, "depends_on": ps})
+                        if status is JobStatus.BLOCKED:
+                            pairs += [(ids[i], p) for p in ps]
+                    batch_id = None
+                    if batch is not None:
+                        batch_id = await BatchRepository(conn).insert(owner_id, batch[0], batch[1], len(rows))
+                    jobs = await repo.insert_many(owner_id, batch_id, rows)
+                    await repo.insert_dependencies(pairs)
+                    outcome = respond(jobs)
+                    if idem is not None:
+                        req = idem.request(request)
+                        response = StoredResponse(req.fingerprint, 201, outcome.body, outcome.location)
+                        if not await keys.store_first(
+                            owner_id, req.key, ttl, response, jobs[0].id if not in_batch else None
+                        ):
+                            raise _KeyTaken()
+            except _KeyTaken:
+                return await self._replay(keys, owner_id, idem.request(request), ttl)  # type: ignore[union-attr]
+        self.quotas.accepted(owner_id, len(jobs))
+        await self.queue.enqueue_many([Delivery.of(j) for j in jobs if j.status is JobStatus.PENDING])
+        return outcome
+
+    @staticmethod
+    def _loc(loc: tuple[str | int, ...], i: int, in_batch: bool) -> tuple[str | int, ...]:
+        return (*loc, i) if in_batch else loc
 
     def _allowed(self, body: JobSubmission) -> None:
         check_allowed(self.settings, body, ("body",))
@@ -152,6 +304,51 @@ class JobService:
         if record.fingerprint != idem.fingerprint:
             raise IdempotencyKeyReused()
         return Submitted(record.status_code, record.response_body, record.location, replayed=True)
+
+    async def submit_batch(
+        self, owner_id: uuid.UUID, body: BatchCreate, idem: IdempotencyKey | None, show_owner: bool = False
+    ) -> Submitted:
+        """Store a batch and its jobs in one transaction (all or none), then enqueue those that can run."""
+        for i, job in enumerate(body.jobs):
+            check_allowed(self.settings, job, ("body", "jobs", i))
+        await self.quotas.check(owner_id, len(body.jobs))
+        batch = (uuid7(), body.name)
+        ids = [uuid7() for _ in body.jobs]
+
+        def respond(jobs: Sequence[JobRecord]) -> Submitted:
+            created_at = min(j.created_at for j in jobs)
+            view = BatchCreated(
+                id=batch[0],
+                name=body.name,
+                created_at=created_at,
+                counts=dict(Counter(str(j.status) for j in jobs)),
+                done=all(j.status.is_terminal for j in jobs),
+                jobs=[JobPublic.of(j, show_owner) for j in jobs],
+            )
+            return Submitted(201, view.model_dump(mode="json"), batch_location(batch[0]), replayed=False)
+
+        return await self._store(owner_id, body.jobs, batch, ids, ("body", "jobs"), respond, idem, body)
+
+    async def batch(self, owner_id: uuid.UUID | None, batch_id: uuid.UUID) -> BatchRecord:
+        """The owner's batch (any owner's if None) or BatchNotFound."""
+        batch = await BatchRepository(self.pool).get(owner_id, batch_id)
+        if batch is None:
+            raise BatchNotFound()
+        return batch
+
+    async def batch_view(self, batch: BatchRecord) -> BatchView:
+        """The batch's counts by status, and whether every job is terminal."""
+        counts = await BatchRepository(self.pool).counts(batch.id)
+        done = all(JobStatus(s).is_terminal for s in counts)
+        return BatchView(id=batch.id, name=batch.name, created_at=batch.created_at, counts=counts, done=done)
+
+    async def cancel_batch(self, batch: BatchRecord) -> int:
+        """Cancel every job of the batch that can be (running ones are asked to abort); how many moved."""
+        ids = await BatchRepository(self.pool).job_ids(batch.id)
+        changed = 0
+        for status in sorted(sources(Event.CANCEL)):
+            changed += len(await self._transition(batch.owner_id, ids, status, Event.CANCEL))
+        return changed
 
     async def get(self, owner_id: uuid.UUID | None, job_id: uuid.UUID) -> JobRecord:
         """The owner's job (any owner's if None) or JobNotFound."""

@@ -30,6 +30,11 @@ async def requeue_after(db: Executor, queue: Queue, ended: Sequence[EndedRun]) -
     cap that was full (an owner's running cap, an owner's concurrency key, a type's TYPE_CONCURRENCY) the
     cap's longest-waiting due jobs, which it held back: their earlier deliveries were refused and dropped.
 
+    A completed run may have made blocked children pending (in its own transaction: trigger
+    `jp_on_parent_end`, migration 0015): their first deliveries go on the queue here too. Two parents
+    ending at once may both enqueue the same child: one delivery id, so one delivery (and a claim is
+    fenced anyway); a lost enqueue is redone by reconcile, which finds every due pending job.
+
     A retry that is due now and freed a slot is not enqueued on its own: it is one of the cap's waiting
     jobs, and the freed slots go to the longest-waiting ones (a job held since before it, rather than the
     retry that would take the slot straight back). It is among them when it is the oldest; otherwise it
@@ -49,6 +54,9 @@ async def requeue_after(db: Executor, queue: Queue, ended: Sequence[EndedRun]) -
         promoted += await jobs.next_due_of_key(owner_id, key, slots)
     for job_type, slots in Counter(run.freed_type for run in ended if run.freed_type is not None).items():
         promoted += await jobs.next_due_of_type(job_type, slots)
+    completed = [run.job_id for run in ended if run.status is JobStatus.COMPLETED]
+    if completed:
+        promoted += await jobs.promoted_children(completed)
     for row in promoted:
         deliveries.setdefault(row["id"], Delivery.from_row(row))
     if deliveries:

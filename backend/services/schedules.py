@@ -74,7 +74,7 @@ class ScheduleService:
 
     async def create(self, owner_id: uuid.UUID, body: ScheduleCreate) -> ScheduleRecord:
         """Store a new schedule; its first slot is the first after now. 422 past MAX_SCHEDULES_PER_KEY."""
-        check_allowed(self.settings, body.job, ("body", "job"))
+        check_allowed(self.settings, body.job, ("body", "job"), dependencies=False)
         values = {
             "id": uuid7(),
             "owner_id": owner_id,
@@ -116,7 +116,7 @@ class ScheduleService:
         """Apply the given fields; the next slot is computed afresh when the timing changes or the
         schedule resumes (a resumed schedule does not catch up on the time it was paused)."""
         if patch.job is not None:
-            check_allowed(self.settings, patch.job, ("body", "job"))
+            check_allowed(self.settings, patch.job, ("body", "job"), dependencies=False)
         async with self.pool.acquire() as conn, conn.transaction():
             repo = ScheduleRepository(conn)
             current = await repo.lock(schedule.id, schedule.owner_id)

@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from starlette.types import Receive, Scope, Send
 
 from backend.core.config import Settings
-from backend.domain.jobs import LIMIT_WITHOUT_KEY
+from backend.domain.jobs import DEPENDENCY_RULES, LIMIT_WITHOUT_KEY, WEBHOOK_URL_INVALID
 from backend.domain.schedules import CRON_ERROR, TIMING_ERROR
 from backend.main import create_app
 from backend.services.auth import create_key
@@ -99,7 +99,8 @@ def refused_for_what_no_schema_states(response: Any) -> bool:
     """A 422 that only names a made-up cursor (any string fits its schema, only real ones work), a
         date-time out of range in UTC (JSON Schema cannot bound a date-time), a cron expression that does not
         parse, a schedule given both or neither of `cron` and `every_seconds` (its description says so), or a
-    `concurrency_limit` with no `concurrency_key` (likewise)."""
+    `concurrency_limit` with no `concurrency_key` (likewise), or a `depends_on` that names no job of the
+    caller's, a `#i` outside a batch or not backwards, or none for a `bundle` (likewise)."""
     if response.status_code != 422 or not response.content:  # a HEAD response has no body to tell
         return False
     errors = response.json()["detail"]
@@ -108,6 +109,8 @@ def refused_for_what_no_schema_states(response: Any) -> bool:
         or "out of range" in e["msg"]
         or e["type"] in SCHEDULE_RULES
         or e["type"] == LIMIT_WITHOUT_KEY
+        or e["type"] in DEPENDENCY_RULES
+        or e["type"] == WEBHOOK_URL_INVALID  # plain http is allowed only with WEBHOOK_ALLOW_PRIVATE
         for e in errors
     )
 

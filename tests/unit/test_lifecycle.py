@@ -37,6 +37,9 @@ ALLOWED = [
     (S.PENDING, Event.CANCEL, S.CANCELLED),
     (S.RETRYING, Event.CANCEL, S.CANCELLED),
     (S.RUNNING, Event.CANCEL, S.RUNNING),
+    (S.BLOCKED, Event.CANCEL, S.CANCELLED),
+    (S.BLOCKED, Event.UNBLOCK, S.PENDING),
+    (S.BLOCKED, Event.PARENT_ENDED, S.CANCELLED),
     (S.FAILED, Event.REQUEUE, S.PENDING),
     (S.CANCELLED, Event.REQUEUE, S.PENDING),
 ]
@@ -67,13 +70,13 @@ def test_terminal_statuses_leave_only_by_a_manual_requeue(terminal: JobStatus) -
 
 def test_sources() -> None:
     assert sources(Event.CLAIM) == {S.PENDING, S.RETRYING}
-    assert sources(Event.CANCEL) == {S.PENDING, S.RETRYING, S.RUNNING}
+    assert sources(Event.CANCEL) == {S.BLOCKED, S.PENDING, S.RETRYING, S.RUNNING}
     assert sources(Event.REQUEUE) == {S.FAILED, S.CANCELLED}
     assert sources(Event.COMPLETE) == {S.RUNNING}
 
 
 def test_refusal_messages_name_what_is_allowed() -> None:
-    with pytest.raises(JobStateConflict, match="only pending, retrying or running jobs cancel"):
+    with pytest.raises(JobStateConflict, match="only blocked, pending, retrying or running jobs cancel"):
         next_status(S.COMPLETED, Event.CANCEL)
     with pytest.raises(JobStateConflict, match="only failed or cancelled jobs can be retried"):
         next_status(S.RUNNING, Event.REQUEUE)
@@ -154,3 +157,9 @@ def test_every_ending_leaves_running_by_an_allowed_transition(ending: Ending) ->
     for run in (RunState(1, 3), RunState(3, 3), RunState(1, 3, cancel_requested=True)):
         end = decide(ending, run, POLICY, error="e")
         assert TRANSITIONS[(S.RUNNING, end.event)] is end.status
+
+
+def test_blocked_is_not_terminal_and_leaves_only_to_pending_or_cancelled() -> None:
+    assert not S.BLOCKED.is_terminal
+    assert {a for (s, _), a in TRANSITIONS.items() if s is S.BLOCKED} == {S.PENDING, S.CANCELLED}
+    assert sources(Event.UNBLOCK) == sources(Event.PARENT_ENDED) == {S.BLOCKED}

@@ -41,6 +41,11 @@ FAST = {
     "shutdown_grace_seconds": 2,
     "auth_cache_seconds": 0,
     "log_level": "INFO",
+    # Webhook tests POST to receivers on 127.0.0.1 (one test turns this off to see them refused).
+    "webhook_allow_private": True,
+    "webhook_backoff_seconds": [0.2],
+    "webhook_poll_seconds": 0.1,
+    "webhook_lease_seconds": 6,
 }
 
 
