@@ -29,7 +29,9 @@ NEW_STATUSES = "'blocked', 'cancelled', 'completed', 'failed', 'pending', 'retry
 #   row lock; the second one's count, a fresh snapshot in READ COMMITTED, sees the first one's commit),
 #   becomes pending when no parent is left unfinished. `WHERE status = 'blocked'` makes the move happen
 #   once however many times a parent's end is replayed; the caller enqueues pending children after commit
-#   (and reconcile enqueues any pending job whose enqueue was lost).
+#   (and reconcile enqueues any pending job whose enqueue was lost). Its due time becomes now (unless it
+#   was scheduled later): the time it spent blocked is not time it waited for a worker (the oldest-wait
+#   gauge, the order among due jobs).
 # - failed or cancelled: every blocked child is cancelled with an error naming this parent; their own
 #   updates fire this trigger again, so grandchildren follow (transitively).
 # The error text matches `backend.domain.lifecycle.parent_ended_error`.
@@ -46,7 +48,8 @@ BEGIN
                 SELECT 1 FROM job_dependencies d JOIN jobs p ON p.id = d.parent_id
                 WHERE d.child_id = child AND p.status <> 'completed'
             ) THEN
-                UPDATE jobs SET status = 'pending', updated_at = now()
+                UPDATE jobs SET status = 'pending', scheduled_at = greatest(scheduled_at, now()),
+                                updated_at = now()
                 WHERE id = child AND status = 'blocked';
             END IF;
         END LOOP;
@@ -56,6 +59,26 @@ BEGIN
         WHERE id IN (SELECT d.child_id FROM job_dependencies d WHERE d.parent_id = NEW.id)
           AND status = 'blocked';
     END IF;
+    RETURN NULL;
+END
+$$
+"""
+# A job can now be created already ended (a child whose parent had failed is inserted `cancelled`): the
+# stats' insert trigger counts its end too, as the update trigger would have.
+STATS_ON_INSERT = """
+CREATE OR REPLACE FUNCTION jp_stats_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO stats_events (at, owner_id, type, kind) SELECT created_at, owner_id, type, 0 FROM new_jobs;
+    INSERT INTO stats_events (at, owner_id, type, kind)
+    SELECT coalesce(finished_at, created_at), owner_id, type, 3 FROM new_jobs WHERE status = 'cancelled';
+    RETURN NULL;
+END
+$$
+"""
+OLD_STATS_ON_INSERT = """
+CREATE OR REPLACE FUNCTION jp_stats_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO stats_events (at, owner_id, type, kind) SELECT created_at, owner_id, type, 0 FROM new_jobs;
     RETURN NULL;
 END
 $$
@@ -111,6 +134,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("child_id", "parent_id", name=op.f("pk_job_dependencies")),
     )
     op.create_index("ix_job_dependencies_parent", "job_dependencies", ["parent_id", "child_id"])
+    # blocked jobs count against MAX_WAITING_JOBS_PER_KEY like waiting ones (a bounded count per owner)
+    op.create_index(
+        "ix_jobs_owner_blocked", "jobs", ["owner_id"], postgresql_where=sa.text("status = 'blocked'")
+    )
+    op.execute(STATS_ON_INSERT)
     op.execute(ON_PARENT_END)
     op.execute(TRIGGER)
 
@@ -118,6 +146,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP TRIGGER jp_parent_ended ON jobs")
     op.execute("DROP FUNCTION jp_on_parent_end()")
+    op.execute(OLD_STATS_ON_INSERT)
+    op.drop_index("ix_jobs_owner_blocked", table_name="jobs")
     op.drop_table("job_dependencies")
     op.drop_index("ix_jobs_batch", table_name="jobs")
     op.drop_constraint(op.f("fk_jobs_batch_id_batches"), "jobs", type_="foreignkey")

@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     )
 
     # Per API key limits, so that no key can take everything (0 = no limit).
-    max_waiting_jobs_per_key: int = Field(default=10_000, ge=0, description="Pending or retrying jobs.")
+    max_waiting_jobs_per_key: int = Field(
+        default=10_000, ge=0, description="Pending, retrying or blocked jobs."
+    )
     # Off by default, as PRODUCT.md has it (per-key max_running: unset = no cap); a capped key that saturates
     # its cap pays for refused claims and promotions (measured in bench/RESULTS.md).
     max_running_jobs_per_key: int = Field(default=0, ge=0, description="Jobs running at once, fleet-wide.")

@@ -34,6 +34,7 @@ STATUS_VALUES = sql_list(tuple(JobStatus))
 ROLE_VALUES = ", ".join(f"'{role.value}'" for role in KeyRole)
 WAITING = f"status IN ({sql_list(WAITING_STATUSES)})"
 RUNNING = f"status = '{JobStatus.RUNNING.value}'"
+BLOCKED = f"status = '{JobStatus.BLOCKED.value}'"
 TERMINAL = f"status IN ({sql_list(TERMINAL_STATUSES)})"
 
 
@@ -111,6 +112,7 @@ class Job(Base):
             postgresql_where=text(WAITING),
         ),
         Index("ix_jobs_owner_running", "owner_id", postgresql_where=text(RUNNING)),
+        Index("ix_jobs_owner_blocked", "owner_id", postgresql_where=text(BLOCKED)),
         Index("ix_jobs_owner_files", "owner_id", postgresql_where=text("result_file IS NOT NULL")),
         Index("ix_jobs_tags", "tags", postgresql_using="gin"),
         Index(

@@ -40,7 +40,7 @@ Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+
 SearchText = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
 ConcurrencyKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
 MIN_PRIORITY, MAX_PRIORITY = -10, 10
-MAX_PARENTS = 100
+MAX_PARENTS = 1000  # a batch's worth: one bundle of a full batch's reports
 # A job id, or (inside a batch) "#i": the batch's job at index i.
 DependencyRef = Annotated[
     str,
@@ -82,8 +82,10 @@ def _webhook_url(value: str) -> str:
         raise PydanticCustomError(WEBHOOK_URL_INVALID, "Not a valid URL") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PydanticCustomError(WEBHOOK_URL_INVALID, "Must be an absolute https URL")
-    if parts.username is not None or parts.password is not None or any(ord(c) < 33 for c in value):
-        raise PydanticCustomError(WEBHOOK_URL_INVALID, "Must not contain credentials, spaces or controls")
+    if parts.username is not None or parts.password is not None or any(not 32 < ord(c) < 127 for c in value):
+        raise PydanticCustomError(
+            WEBHOOK_URL_INVALID, "Must not contain credentials, spaces, controls or non-ASCII characters"
+        )
     return value
 
 
@@ -92,7 +94,9 @@ WebhookUrl = Annotated[
     Field(
         min_length=1,
         max_length=MAX_WEBHOOK_URL_CHARS,
-        pattern=r"^https?://[^\s/@?#]+([/?#][^\s]*)?$",  # the validator's rules a schema can state
+        # ASCII only (punycode the host, percent-encode the rest), so JSON Schema's regex and Python's agree
+        # on every character (their \s do not: U+0085 is space to one and not the other).
+        pattern=r'^https?://[!"$-.0-9:->A-~]+([/?#][!-~]*)?$',  # no / @ ? # in the host part
     ),
     AfterValidator(_webhook_url),
 ]

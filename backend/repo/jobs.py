@@ -23,6 +23,7 @@ from backend.domain.lifecycle import Event, RunEnd, sources
 from backend.domain.records import Claim, EndedRun, FailureGroup, JobRecord, RunRecord
 
 RUNNING = f"'{JobStatus.RUNNING.value}'"
+BLOCKED = f"'{JobStatus.BLOCKED.value}'"
 WAITING = sql_list(WAITING_STATUSES)
 TERMINAL = sql_list(TERMINAL_STATUSES)
 
@@ -265,10 +266,13 @@ WAITING_OF_TYPE = f"""
       AND scheduled_at < now() + make_interval(secs => $2) AND (scheduled_at, id) > ($3, $4)
     ORDER BY scheduled_at, id LIMIT $5
 """
-# Bounded: counting stops at the limit, so a key far past it costs no more than one at it.
+# Bounded: counting stops at the limit, so a key far past it costs no more than one at it. Blocked jobs
+# count as waiting (each along its partial index): a chain of them is work the key has queued all the same.
 USAGE = f"""
     SELECT (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE owner_id = $1 AND status IN ({WAITING})
-                                  LIMIT $2) w) AS waiting,
+                                  LIMIT $2) w)
+           + (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE owner_id = $1 AND status = {BLOCKED}
+                                    LIMIT $2) b) AS waiting,
            (SELECT coalesce(sum((result_file->>'size_bytes')::bigint), 0) FROM jobs
             WHERE owner_id = $1 AND result_file IS NOT NULL)::bigint AS result_bytes
 """

@@ -47,8 +47,8 @@ class QuotaGuard:
         usage = await self._current(owner_id)
         if self.max_waiting and usage.waiting + jobs > self.max_waiting:
             raise QuotaExceeded(
-                f"MAX_WAITING_JOBS_PER_KEY reached: this key has {self.max_waiting} jobs waiting; "
-                "retry when some have started",
+                f"MAX_WAITING_JOBS_PER_KEY reached: this key has {self.max_waiting} jobs waiting "
+                "or blocked; retry when some have started",
                 WAITING_RETRY_AFTER_S,
             )
         if self.max_bytes and usage.result_bytes >= self.max_bytes:

@@ -75,3 +75,13 @@ async def test_running_cap_holds_a_key_back_without_spending_attempts(isolated: 
         running += step
         peak = max(peak, running)
     assert peak <= 2
+
+
+async def test_blocked_jobs_count_as_waiting(isolated: Any) -> None:
+    async with isolated(workers=0, max_waiting_jobs_per_key=3) as stack, await stack.client() as client:
+        parent = await submit(client, "sleep", {"seconds": 0})
+        for _ in range(2):
+            child = await submit(client, "sleep", {"seconds": 0}, depends_on=[parent["id"]])
+            assert child["status"] == "blocked"
+        refused = await client.post("/jobs", json={**SLEEP, "depends_on": [parent["id"]]})
+        assert refused.status_code == 429 and "blocked" in refused.json()["detail"]

@@ -224,3 +224,18 @@ async def test_purging_jobs_keeps_their_counts_and_old_buckets_expire(isolated: 
     assert counts(before) == counts(after) == (50, 40, 0, 10)
     assert before.buckets == after.buckets
     assert [r["grain"] for r in left] == [60]  # the hour grain's 2-day-old bucket stays
+
+
+async def test_a_job_created_cancelled_counts_its_end(isolated: Any) -> None:
+    """A child submitted after its parent was cancelled is inserted `cancelled`: created and cancelled."""
+    async with isolated(workers=0) as stack, await stack.client() as client:
+        later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+        parent = await submit(client, "square_sum", {"data": [1]}, scheduled_at=later)
+        assert (await client.post(f"/jobs/{parent['id']}/cancel")).status_code == 202
+        child = await submit(client, "square_sum", {"data": [1]}, depends_on=[parent["id"]])
+        assert child["status"] == "cancelled"
+        owner = await owner_of(stack.settings, child["id"])
+        async with db.pool(stack.settings) as pool:
+            await fold_all(pool)
+            view = await stats_view(pool, owner_id=owner, window=StatsWindow.HOUR, job_type=None)
+    assert counts(view) == (2, 0, 0, 2)

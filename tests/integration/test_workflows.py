@@ -68,20 +68,19 @@ async def test_a_chain_of_100_runs_in_order(stack: Stack, client: httpx.AsyncCli
     assert {j["id"] for j in listed} == set(ids)
 
 
-async def test_fan_in_of_100_parents_into_one_bundle(stack: Stack, client: httpx.AsyncClient) -> None:
-    parents = [{"type": "csv_report", "payload": {"rows": 5, "seed": i}} for i in range(50)]
-    parents += [square(i) for i in range(50)]
-    bundle = {
-        "type": "bundle",
-        "payload": {"filename": "all.zip"},
-        "depends_on": [f"#{i}" for i in range(100)],
-    }
-    created = await batch(client, [*parents, bundle])
-    done = await wait_for(
-        client, created["jobs"][100]["id"], {"completed", "cancelled", "failed"}, timeout=90
-    )
+async def test_fan_in_of_1000_parents_into_one_bundle(stack: Stack, client: httpx.AsyncClient) -> None:
+    """A full batch of parents (every tenth a CSV file), then one bundle naming all 1,000 of them by id."""
+    parents = [
+        {"type": "csv_report", "payload": {"rows": 5, "seed": i}} if i % 10 == 0 else square(i)
+        for i in range(1000)
+    ]
+    created = await batch(client, parents)
+    ids = [j["id"] for j in created["jobs"]]
+    bundle = await submit(client, "bundle", {"filename": "all.zip"}, depends_on=ids)
+    assert bundle["status"] in ("blocked", "pending") and bundle["depends_on"] == ids
+    done = await wait_for(client, bundle["id"], {"completed", "cancelled", "failed"}, timeout=180)
     assert done["status"] == "completed", done
-    assert done["result"] == {"files": 50, "jobs": 100}
+    assert done["result"] == {"files": 100, "jobs": 1000}
     download = await client.get(done["result_file"]["url"])
     assert download.status_code == 200
     data = download.content
@@ -90,14 +89,14 @@ async def test_fan_in_of_100_parents_into_one_bundle(stack: Stack, client: httpx
     archive = zipfile.ZipFile(io.BytesIO(data))
     assert archive.testzip() is None
     results = json.loads(archive.read("results.json"))["jobs"]
-    assert [r["id"] for r in results] == [j["id"] for j in created["jobs"][:100]]
-    assert results[60]["result"] == {"value": 100} and results[60]["file"] is None
-    for i, job in enumerate(created["jobs"][:50]):
-        parent = (await client.get(f"/jobs/{job['id']}")).json()
+    assert [r["id"] for r in results] == ids
+    assert results[61]["result"] == {"value": 61 * 61} and results[61]["file"] is None
+    for i in range(0, 1000, 10):
+        parent = (await client.get(f"/jobs/{ids[i]}")).json()
         inside = archive.read(results[i]["file"])
         assert hashlib.sha256(inside).hexdigest() == parent["result_file"]["sha256"]
         assert results[i]["file"].endswith(parent["result_file"]["filename"])
-    assert len(archive.namelist()) == 51
+    assert len(archive.namelist()) == 101
 
 
 async def test_parents_ending_together_promote_the_child_once(
@@ -247,7 +246,7 @@ async def test_dependency_422s_name_the_field(stack: Stack, client: httpx.AsyncC
     sibling = await client.post("/jobs", json={**square(1), "depends_on": ["#0"]})
     assert sibling.status_code == 422 and sibling.json()["detail"][0]["loc"] == ["body", "depends_on", 0]
     too_many = await client.post(
-        "/jobs", json={**square(1), "depends_on": [str(uuid.uuid4()) for _ in range(101)]}
+        "/jobs", json={**square(1), "depends_on": [str(uuid.uuid4()) for _ in range(1001)]}
     )
     assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"][-1] == "depends_on"
     async with await stack.client() as other:
