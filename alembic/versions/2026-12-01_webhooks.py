@@ -56,6 +56,9 @@ def upgrade() -> None:
         # nonce || AES-GCM ciphertext of the whsec_ secret, bound to key_id (backend/services/webhooks.py)
         sa.Column("sealed", sa.LargeBinary(), nullable=False),
         sa.Column("created_at", TS, server_default=sa.text("now()"), nullable=False),
+        # the secret before the last rotation: deliveries carry its signature too for a while
+        sa.Column("previous_sealed", sa.LargeBinary(), nullable=True),
+        sa.Column("rotated_at", TS, nullable=True),
         sa.ForeignKeyConstraint(
             ["key_id"], ["api_keys.id"], name=op.f("fk_webhook_secrets_key_id_api_keys"), ondelete="CASCADE"
         ),

@@ -24,13 +24,14 @@ WebhookServiceDep = Annotated[WebhookService, Depends(get_webhook_service)]
 @router.get("/webhooks/secret", response_model=WebhookSecretView)
 async def get_webhook_secret(key: CurrentKey, service: WebhookServiceDep) -> WebhookSecretView:
     """Your key's webhook signing secret (made on first use); verify deliveries with it."""
-    return WebhookSecretView(secret=await service.secret(key.id))
+    return await service.secret(key.id)
 
 
 @router.post("/webhooks/secret/rotate", response_model=WebhookSecretView)
 async def rotate_webhook_secret(key: CurrentKey, service: WebhookServiceDep) -> WebhookSecretView:
-    """Replace your key's signing secret; every delivery from now on is signed with the new one."""
-    return WebhookSecretView(secret=await service.rotate(key.id))
+    """Replace your key's signing secret: deliveries from now on are signed with the new one, and for 24 h
+    with the old one too (two signatures in `webhook-signature`), so receivers can switch without a gap."""
+    return await service.rotate(key.id)
 
 
 @router.get(

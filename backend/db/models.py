@@ -322,6 +322,9 @@ class WebhookSecret(Base):
     )
     sealed: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     created_at: Mapped[datetime] = _now()
+    # the secret before the last rotation: deliveries carry its signature too for a while
+    previous_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class WebhookDelivery(Base):

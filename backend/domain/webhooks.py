@@ -11,7 +11,8 @@ import json
 import secrets
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -19,6 +20,25 @@ from pydantic import BaseModel, Field
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 24  # 192 bits (the spec asks for 24 to 64)
 TIMEOUT_S = 5.0  # one attempt, connection to last byte
+ROTATION_OVERLAP = timedelta(hours=24)  # after a rotation, the old secret signs too for this long
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnd:
+    """What one POST of a delivery came to, to record."""
+
+    delivery_id: uuid.UUID
+    attempts: int  # the claim's count: fences the record
+    at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    retry_in_s: float  # when not delivered: the back-off before the next attempt
+
+    @property
+    def delivered(self) -> bool:
+        """A 2xx answer."""
+        return self.status_code is not None and 200 <= self.status_code < 300
 
 
 def new_secret() -> str:
@@ -31,12 +51,15 @@ def webhook_id(delivery_id: uuid.UUID) -> str:
     return f"msg_{delivery_id.hex}"
 
 
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The `webhook-signature` header: `v1,` and the base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`
-    keyed by the base64-decoded part of the secret after `whsec_`."""
-    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+def sign(secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` header: for each secret, `v1,` and the base64 HMAC-SHA256 of
+    `{id}.{timestamp}.{body}` keyed by the base64-decoded part of the secret after `whsec_`; several are
+    space-separated (the spec's way to rotate a secret without a moment when receivers reject deliveries)."""
     signed = f"{msg_id}.{timestamp}.".encode() + body
-    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    keys = (base64.b64decode(secret.removeprefix(SECRET_PREFIX)) for secret in secrets)
+    return " ".join(
+        "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode() for key in keys
+    )
 
 
 def backoff_s(attempts: int, schedule: Sequence[float]) -> float:
@@ -71,6 +94,11 @@ class WebhookSecretView(BaseModel):
     """This API key's signing secret: verify deliveries with it (Standard Webhooks libraries take it)."""
 
     secret: str = Field(description="`whsec_` and base64 bytes")
+    previous_valid_until: datetime | None = Field(
+        default=None,
+        description="Until then, deliveries are also signed with the secret this one replaced (the header "
+        "carries both signatures), so receivers can switch to the new secret at their own pace",
+    )
 
 
 class AttemptView(BaseModel):

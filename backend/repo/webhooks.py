@@ -9,43 +9,52 @@ from datetime import datetime
 import asyncpg
 
 from backend.db.pool import Executor
+from backend.domain.records import JOB_COLUMNS
+from backend.domain.webhooks import AttemptEnd
 
-GET_SECRET = "SELECT sealed FROM webhook_secrets WHERE key_id = $1"
+GET_SECRET = "SELECT sealed, previous_sealed, rotated_at FROM webhook_secrets WHERE key_id = $1"
 # Made on first use: of two concurrent first uses, one inserts and both read the winner's.
 CREATE_SECRET = "INSERT INTO webhook_secrets (key_id, sealed) VALUES ($1, $2) ON CONFLICT (key_id) DO NOTHING"
+# The secret being replaced is kept as the previous one (a second rotation drops the one before it).
 ROTATE_SECRET = """
     INSERT INTO webhook_secrets (key_id, sealed) VALUES ($1, $2)
-    ON CONFLICT (key_id) DO UPDATE SET sealed = EXCLUDED.sealed, created_at = now()
+    ON CONFLICT (key_id) DO UPDATE SET sealed = EXCLUDED.sealed, created_at = now(),
+        previous_sealed = webhook_secrets.sealed, rotated_at = now()
+    RETURNING rotated_at
 """
 # Claim due deliveries: SKIP LOCKED so that workers share them; the claim counts the attempt and moves
 # next_attempt_at past the attempt's end (the lease), so a sender killed mid-POST leaves the delivery to
-# whichever worker finds it due again. `attempts` fences the writes that follow.
-CLAIM = """
+# whichever worker finds it due again. `attempts` fences the writes that follow. Each comes with its job
+# (the event's `data`) in the same round trip.
+CLAIM = f"""
     WITH due AS (
         SELECT id FROM webhook_deliveries
         WHERE status = 'pending' AND next_attempt_at <= now()
         ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE webhook_deliveries d SET attempts = d.attempts + 1,
+               next_attempt_at = now() + make_interval(secs => $2)
+        FROM due WHERE d.id = due.id
+        RETURNING d.id, d.job_id, d.event_type, d.occurred_at, d.attempts
     )
-    UPDATE webhook_deliveries d SET attempts = d.attempts + 1,
-           next_attempt_at = now() + make_interval(secs => $2)
-    FROM due WHERE d.id = due.id
-    RETURNING d.id, d.job_id, d.owner_id, d.event_type, d.occurred_at, d.attempts, d.give_up_at,
-              (SELECT webhook_url FROM jobs WHERE jobs.id = d.job_id) AS url
+    SELECT c.id AS delivery_id, c.event_type, c.occurred_at, c.attempts AS delivery_attempts,
+           {", ".join(f"j.{c}" for c in JOB_COLUMNS)}
+    FROM claimed c JOIN jobs j ON j.id = c.job_id
 """
-LOG_ATTEMPT = """
-    INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, error, duration_ms)
-    VALUES ($1, $2, $3, $4, $5)
-"""
-DELIVERED = """
-    UPDATE webhook_deliveries SET status = 'delivered', delivered_at = now()
-    WHERE id = $1 AND attempts = $2 AND status = 'pending'
-"""
-# After a failed attempt: again after the back-off, or give up once that would pass give_up_at.
-FAILED = """
+# One attempt's end in one statement: its log row, then the delivery delivered ($6), or due again after the
+# back-off ($7 s), or given up once that would pass give_up_at; fenced by the attempt that claimed it.
+FINISH = """
+    WITH logged AS (
+        INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, error, duration_ms)
+        VALUES ($1, $2, $3, $4, $5)
+    )
     UPDATE webhook_deliveries SET
-        status = CASE WHEN now() + make_interval(secs => $3) > give_up_at THEN 'failed' ELSE 'pending' END,
-        next_attempt_at = now() + make_interval(secs => $3)
-    WHERE id = $1 AND attempts = $2 AND status = 'pending'
+        status = CASE WHEN $6 THEN 'delivered'
+                      WHEN now() + make_interval(secs => $7) > give_up_at THEN 'failed'
+                      ELSE 'pending' END,
+        delivered_at = CASE WHEN $6 THEN now() END,
+        next_attempt_at = CASE WHEN $6 THEN next_attempt_at ELSE now() + make_interval(secs => $7) END
+    WHERE id = $1 AND attempts = $8 AND status = 'pending'
 """
 OF_JOB = "SELECT * FROM webhook_deliveries WHERE job_id = $1 ORDER BY created_at, id"
 ATTEMPTS_OF = "SELECT * FROM webhook_attempts WHERE delivery_id = ANY($1::uuid[]) ORDER BY id"
@@ -64,36 +73,38 @@ class WebhookRepository:
     def __init__(self, db: Executor) -> None:
         self.db = db
 
-    async def sealed_secret(self, key_id: uuid.UUID) -> bytes | None:
-        """The key's sealed signing secret, if it has one."""
-        sealed: bytes | None = await self.db.fetchval(GET_SECRET, key_id)
-        return sealed
+    async def secret_row(self, key_id: uuid.UUID) -> asyncpg.Record | None:
+        """The key's sealed signing secret, and the one before the last rotation, if it has one."""
+        row: asyncpg.Record | None = await self.db.fetchrow(GET_SECRET, key_id)
+        return row
 
     async def create_secret(self, key_id: uuid.UUID, sealed: bytes) -> None:
         """Store a first secret unless the key has one already."""
         await self.db.execute(CREATE_SECRET, key_id, sealed)
 
-    async def replace_secret(self, key_id: uuid.UUID, sealed: bytes) -> None:
-        """Store a new secret in place of the key's old one."""
-        await self.db.execute(ROTATE_SECRET, key_id, sealed)
+    async def replace_secret(self, key_id: uuid.UUID, sealed: bytes) -> datetime | None:
+        """Store a new secret in place of the key's old one (kept as the previous); when that happened,
+        None if the key had no secret yet."""
+        rotated_at: datetime | None = await self.db.fetchval(ROTATE_SECRET, key_id, sealed)
+        return rotated_at
 
     async def claim_due(self, limit: int, lease_s: float) -> list[asyncpg.Record]:
-        """Up to `limit` due deliveries, claimed for one attempt each."""
+        """Up to `limit` due deliveries, claimed for one attempt each, with their jobs' columns."""
         return list(await self.db.fetch(CLAIM, limit, float(lease_s)))
 
-    async def log_attempt(
-        self, delivery_id: uuid.UUID, at: datetime, status_code: int | None, error: str | None, ms: int
-    ) -> None:
-        """Record one POST."""
-        await self.db.execute(LOG_ATTEMPT, delivery_id, at, status_code, error, ms)
-
-    async def delivered(self, delivery_id: uuid.UUID, attempts: int) -> None:
-        """Mark the delivery done (fenced by the attempt that claimed it)."""
-        await self.db.execute(DELIVERED, delivery_id, attempts)
-
-    async def failed(self, delivery_id: uuid.UUID, attempts: int, retry_in_s: float) -> None:
-        """Schedule the next attempt, or give up past the delivery's deadline."""
-        await self.db.execute(FAILED, delivery_id, attempts, float(retry_in_s))
+    async def finish(self, attempt: AttemptEnd) -> None:
+        """Record one POST and what it means for the delivery."""
+        await self.db.execute(
+            FINISH,
+            attempt.delivery_id,
+            attempt.at,
+            attempt.status_code,
+            attempt.error,
+            attempt.duration_ms,
+            attempt.delivered,
+            float(attempt.retry_in_s),
+            attempt.attempts,
+        )
 
     async def of_job(self, job_id: uuid.UUID) -> list[asyncpg.Record]:
         """The job's deliveries, oldest first."""

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import logging
 import os
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -27,14 +28,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from backend.adapters.webhook_http import WebhookPoster
 from backend.core.config import Settings
-from backend.core.periodic import repeating
 from backend.db.pool import Executor
 from backend.domain.errors import JobStateConflict
 from backend.domain.jobs import JobPublic
-from backend.domain.records import JobRecord
+from backend.domain.records import JOB_COLUMNS, JobRecord
 from backend.domain.webhooks import (
+    ROTATION_OVERLAP,
+    AttemptEnd,
     AttemptView,
     DeliveryView,
+    WebhookSecretView,
     backoff_s,
     event_body,
     new_secret,
@@ -42,13 +45,13 @@ from backend.domain.webhooks import (
     webhook_id,
 )
 from backend.repo.deployment import DeploymentRepository
-from backend.repo.jobs import JobRepository
 from backend.repo.sessions import SessionRepository
 from backend.repo.webhooks import WebhookRepository
 
 log = logging.getLogger(__name__)
 
-SEND_BATCH = 20  # deliveries one worker claims per round (sent concurrently)
+SEND_CONCURRENCY = 32  # deliveries one worker has in flight at most
+SECRETS_TTL_S = 1.0
 NONCE_BYTES = 12
 
 
@@ -93,20 +96,35 @@ class WebhookService:
         self.repo = WebhookRepository(pool)
         self.box = box_of(settings, pool)
 
-    async def secret(self, key_id: uuid.UUID) -> str:
-        """The key's signing secret, made on first use."""
-        sealed = await self.repo.sealed_secret(key_id)
-        if sealed is None:
+    async def _row(self, key_id: uuid.UUID) -> asyncpg.Record:
+        row = await self.repo.secret_row(key_id)
+        if row is None:
             await self.repo.create_secret(key_id, await self.box.seal(key_id, new_secret()))
-            sealed = await self.repo.sealed_secret(key_id)
-            assert sealed is not None
-        return await self.box.open(key_id, sealed)
+            row = await self.repo.secret_row(key_id)
+            assert row is not None
+        return row
 
-    async def rotate(self, key_id: uuid.UUID) -> str:
-        """A new signing secret for the key; deliveries from now on are signed with it."""
+    async def secret(self, key_id: uuid.UUID) -> WebhookSecretView:
+        """The key's signing secret (made on first use), and until when the one it replaced signs too."""
+        row = await self._row(key_id)
+        return WebhookSecretView(secret=await self.box.open(key_id, row["sealed"]), **_overlap(row))
+
+    async def signing_secrets(self, key_id: uuid.UUID) -> list[str]:
+        """The secrets a delivery is signed with now: the current one, and the previous one for a day after
+        a rotation."""
+        row = await self._row(key_id)
+        secrets = [await self.box.open(key_id, row["sealed"])]
+        if _overlap(row):
+            secrets.append(await self.box.open(key_id, row["previous_sealed"]))
+        return secrets
+
+    async def rotate(self, key_id: uuid.UUID) -> WebhookSecretView:
+        """A new signing secret for the key; deliveries from now on are signed with it (and, for
+        ROTATION_OVERLAP, with the old one too)."""
         secret = new_secret()
-        await self.repo.replace_secret(key_id, await self.box.seal(key_id, secret))
-        return secret
+        rotated_at = await self.repo.replace_secret(key_id, await self.box.seal(key_id, secret))
+        until = rotated_at + ROTATION_OVERLAP if rotated_at else None
+        return WebhookSecretView(secret=secret, previous_valid_until=until)
 
     async def deliveries(self, job_id: uuid.UUID) -> list[DeliveryView]:
         """The job's webhook events, each with its attempts."""
@@ -124,6 +142,15 @@ class WebhookService:
         return next(d for d in await self.deliveries(job.id) if d.webhook_id == webhook_id(delivery_id))
 
 
+def _overlap(row: asyncpg.Record) -> dict[str, datetime]:
+    """`previous_valid_until` while the secret before the last rotation still signs, else nothing."""
+    rotated_at: datetime | None = row["rotated_at"]
+    if row["previous_sealed"] is None or rotated_at is None:
+        return {}
+    until = rotated_at + ROTATION_OVERLAP
+    return {"previous_valid_until": until} if until > datetime.now(UTC) else {}
+
+
 def _delivery_view(row: asyncpg.Record, attempts: list[AttemptView]) -> DeliveryView:
     pending = row["status"] == "pending"
     return DeliveryView(
@@ -138,61 +165,106 @@ def _delivery_view(row: asyncpg.Record, attempts: list[AttemptView]) -> Delivery
 
 
 class WebhookSender:
-    """The worker duty: claim due deliveries (SKIP LOCKED, shared by all workers), sign, POST, record."""
+    """The worker duty: keep up to SEND_CONCURRENCY deliveries in flight, claimed as slots free (SKIP
+    LOCKED, shared by all workers), each signed, POSTed and recorded on its own, so a receiver that hangs
+    for its 5 s holds one slot, not a whole round."""
 
     def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
         self.settings = settings
         self.repo = WebhookRepository(pool)
-        self.jobs = JobRepository(pool)
         self.poster = WebhookPoster(settings.webhook_allow_private)
         self.secrets = WebhookService(settings, pool)
+        self._signing: dict[uuid.UUID, tuple[float, list[str]]] = {}
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
 
-    async def send_due(self) -> int:
-        """One round: every claimed delivery attempted once, concurrently; returns how many."""
-        claimed = await self.repo.claim_due(SEND_BATCH, self.settings.webhook_lease_seconds)
-        await asyncio.gather(*(self._attempt(row) for row in claimed))
-        return len(claimed)
+    async def run(self) -> None:
+        """Claim and send until cancelled; idle, look every WEBHOOK_POLL_SECONDS."""
+        poll = self.settings.webhook_poll_seconds
+        while True:
+            room = SEND_CONCURRENCY - len(self.in_flight)
+            try:
+                claimed = await self.repo.claim_due(room, self.settings.webhook_lease_seconds)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("claiming webhooks failed; trying again", extra={"error": repr(exc)})
+                claimed = []
+            for row in claimed:
+                self._start(row)
+            if len(claimed) < room:  # nothing more is due now
+                await asyncio.sleep(poll * random.uniform(0.8, 1.2))
+            self._slot_freed.clear()
+            if len(self.in_flight) >= SEND_CONCURRENCY:
+                await self._slot_freed.wait()
+
+    def _start(self, row: asyncpg.Record) -> None:
+        task = asyncio.create_task(self._attempt(row))
+        self.in_flight.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.discard(task)
+        self._slot_freed.set()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # the lease lapses and another attempt follows: at least once, with the same webhook-id
+            log.error("webhook attempt crashed", exc_info=exc)
+
+    async def _signing_secrets(self, owner_id: uuid.UUID) -> list[str]:
+        """The owner's signing secrets, opened at most once a second per key (a rotation shows within 1 s,
+        and the old secret keeps signing for a day anyway)."""
+        now = time.monotonic()
+        cached = self._signing.get(owner_id)
+        if cached is None or cached[0] < now:
+            cached = (now + SECRETS_TTL_S, await self.secrets.signing_secrets(owner_id))
+            self._signing[owner_id] = cached
+        return cached[1]
 
     async def _attempt(self, row: asyncpg.Record) -> None:
-        job = await self.jobs.get(row["job_id"])
-        if job is None or not row["url"]:  # purged meanwhile: its deliveries go with it (ON DELETE CASCADE)
-            return
-        msg_id = webhook_id(row["id"])
+        job = JobRecord.from_row({c: row[c] for c in JOB_COLUMNS})
+        msg_id = webhook_id(row["delivery_id"])
         body = event_body(row["event_type"], row["occurred_at"], JobPublic.of(job).model_dump(mode="json"))
         timestamp = int(time.time())
-        secret = await self.secrets.secret(row["owner_id"])
         headers = {
             "webhook-id": msg_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(secret, msg_id, timestamp, body),
+            "webhook-signature": sign(await self._signing_secrets(job.owner_id), msg_id, timestamp, body),
         }
         started, clock = datetime.now(UTC), time.monotonic()
-        outcome = await self.poster.post(row["url"], body, headers)
-        ms = int((time.monotonic() - clock) * 1000)
-        await self.repo.log_attempt(row["id"], started, outcome.status_code, outcome.error, ms)
-        ok = outcome.status_code is not None and 200 <= outcome.status_code < 300
-        extra: dict[str, Any] = {"webhook_id": msg_id, "job_id": str(job.id), "attempt": row["attempts"]}
-        if ok:
-            await self.repo.delivered(row["id"], row["attempts"])
+        outcome = await self.poster.post(job.webhook_url or "", body, headers)
+        attempts = row["delivery_attempts"]
+        end = AttemptEnd(
+            delivery_id=row["delivery_id"],
+            attempts=attempts,
+            at=started,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            duration_ms=int((time.monotonic() - clock) * 1000),
+            retry_in_s=backoff_s(attempts, self.settings.webhook_backoff_seconds),
+        )
+        await self.repo.finish(end)
+        extra: dict[str, Any] = {"webhook_id": msg_id, "job_id": str(job.id), "attempt": attempts}
+        if end.delivered:
             log.info("webhook delivered", extra={**extra, "status_code": outcome.status_code})
-            return
-        retry_in = backoff_s(row["attempts"], self.settings.webhook_backoff_seconds)
-        await self.repo.failed(row["id"], row["attempts"], retry_in)
-        failure = {"status_code": outcome.status_code, "error": outcome.error}
-        log.info("webhook attempt failed", extra={**extra, **failure})
+        else:
+            failure = {"status_code": outcome.status_code, "error": outcome.error}
+            log.info("webhook attempt failed", extra={**extra, **failure})
 
     async def aclose(self) -> None:
-        """Close the HTTP client."""
+        """Stop the attempts in flight (their leases lapse: sent again later, same id), close the client."""
+        for task in list(self.in_flight):
+            task.cancel()
+        await asyncio.gather(*self.in_flight, return_exceptions=True)
         await self.poster.aclose()
 
 
 @contextlib.asynccontextmanager
 async def sending_webhooks(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[None]:
-    """Send due webhooks every WEBHOOK_POLL_SECONDS while the block runs (every worker; SKIP LOCKED shares
-    the work)."""
+    """Send due webhooks while the block runs (every worker; SKIP LOCKED shares the work)."""
     sender = WebhookSender(settings, pool)
+    loop = asyncio.create_task(sender.run(), name="webhooks")
     try:
-        async with repeating("webhooks", sender.send_due, settings.webhook_poll_seconds, jitter=0.2):
-            yield
+        yield
     finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
         await sender.aclose()

@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import datetime
 from typing import Any
 
 import httpx
-from standardwebhooks.webhooks import Webhook
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from backend.domain.webhooks import new_secret
 from tests.utils.receiver import HANG, Received, receiving
 from tests.utils.stack import Stack, submit, wait_for
 
@@ -62,7 +65,7 @@ async def test_fails_twice_then_delivered_signed_with_a_stable_id(client: httpx.
         assert request.method == "POST" and request.path == "/hook"
         assert event["type"] == "job.completed" == delivery["type"]
         assert event["data"]["id"] == job["id"] and event["data"]["status"] == "completed"
-        assert (event["timestamp"] == requests[0].body and False) or event["timestamp"]
+        assert datetime.fromisoformat(event["timestamp"]) == datetime.fromisoformat(delivery["timestamp"])
     timestamps = {json.loads(r.body)["timestamp"] for r in requests}
     assert len(timestamps) == 1  # fixed when the job ended, not per attempt
 
@@ -102,6 +105,36 @@ async def test_a_hanging_receiver_times_out_after_5_s(client: httpx.AsyncClient)
     attempt = delivery["attempts"][0]
     assert attempt["status_code"] is None and "timeout" in attempt["error"]
     assert 4500 <= attempt["duration_ms"] < 7000
+
+
+async def test_a_hanging_receiver_holds_one_slot_not_the_others(client: httpx.AsyncClient) -> None:
+    async with receiving(lambda n: HANG) as stuck, receiving(lambda n: 204) as fast:
+        slow = await submit(client, "sleep", {"seconds": 0}, webhook_url=stuck.url)
+        await stuck.wait_requests(1)  # its attempt is in flight for 5 s
+        quick = [await submit(client, "sleep", {"seconds": 0}, webhook_url=fast.url) for _ in range(5)]
+        for job in quick:
+            await wait_delivery(client, job["id"], lambda d: d["status"] == "delivered", timeout=20)
+        assert (await deliveries(client, slow["id"]))[0]["attempts"] == []  # still waiting on the hang
+
+
+async def test_after_a_rotation_both_secrets_verify_for_a_day(client: httpx.AsyncClient) -> None:
+    async with receiving(lambda n: 204) as receiver:
+        old = (await client.get("/webhooks/secret")).json()["secret"]
+        rotated = (await client.post("/webhooks/secret/rotate")).json()
+        await asyncio.sleep(1.1)  # a sender reads a key's secrets at most once a second
+        job = await submit(client, "sleep", {"seconds": 0}, webhook_url=receiver.url)
+        [request] = await receiver.wait_requests(1)
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    assert verified(old, request)["data"]["id"] == job["id"]
+    assert verified(rotated["secret"], request)["data"]["id"] == job["id"]
+    until = datetime.fromisoformat(rotated["previous_valid_until"])
+    assert 23.9 * 3600 < (until - datetime.now(until.tzinfo)).total_seconds() <= 24 * 3600
+    assert (await client.get("/webhooks/secret")).json()["previous_valid_until"] == rotated[
+        "previous_valid_until"
+    ]
+    other = new_secret()
+    with pytest.raises(WebhookVerificationError):
+        verified(other, request)
 
 
 async def test_redeliver_sends_the_same_message_again(client: httpx.AsyncClient) -> None:

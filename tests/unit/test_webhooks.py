@@ -18,7 +18,7 @@ def test_signature_verifies_with_the_reference_implementation() -> None:
     headers = {
         "webhook-id": "msg_1",
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, "msg_1", timestamp, body),
+        "webhook-signature": sign([secret], "msg_1", timestamp, body),
     }
     assert Webhook(secret).verify(body, headers)["type"] == "job.completed"
 
