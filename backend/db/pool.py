@@ -8,11 +8,36 @@ result processing: about 0.3 ms, measured) was a large share of a short job or r
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import asyncpg
 
+T = TypeVar("T")
+DEADLOCK_TRIES = 5
+
 Executor = asyncpg.Pool | asyncpg.Connection  # a pool runs each statement on a borrowed connection
+
+
+async def retry_deadlocks(attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run `attempt` (one autocommit statement, or a whole transaction) again when PostgreSQL broke a
+    deadlock by rolling it back, which it does to one of the parties whole: nothing was written.
+
+    Statements that end several jobs at once lock those jobs' blocked children from the trigger that
+    promotes or cancels them (migration 0015), in an order no statement controls; two of them sharing
+    children can deadlock, rarely. Every such write is fenced (claim token, expected status), so running
+    it again is safe."""
+    for n in range(1, DEADLOCK_TRIES + 1):
+        try:
+            return await attempt()
+        except asyncpg.DeadlockDetectedError:
+            if n == DEADLOCK_TRIES:
+                raise
+            await asyncio.sleep(random.uniform(0, 0.01 * n))
+    raise AssertionError("unreachable")
 
 
 def asyncpg_dsn(url: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from backend.core.config import Settings
 from backend.core.ids import uuid7
+from backend.db.pool import retry_deadlocks
 from backend.domain.batches import BatchCreate, BatchCreated, BatchView, batch_location
 from backend.domain.datetimes import in_utc_range
 from backend.domain.enums import JobStatus
@@ -433,7 +434,7 @@ class JobService:
             await self.queue.enqueue_many([Delivery.of(j) for j in moved])
             return moved
         error = CANCELLED_BY_REQUEST if target.is_terminal else None
-        moved = await self.jobs.cancel(owner_id, ids, status, target, error)
+        moved = await retry_deadlocks(lambda: self.jobs.cancel(owner_id, ids, status, target, error))
         if target.is_terminal:
             await self.queue.discard([(j.id, j.attempts) for j in moved])
         return moved

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from backend.db.pool import retry_deadlocks
 from backend.domain.lifecycle import Ending, RunState, decide
-from backend.domain.records import Delivery
+from backend.domain.records import Delivery, EndedRun
 from backend.repo.jobs import JobRepository
 from backend.resources import Resources
 from backend.services.locks import RECONCILE_LOCK, try_xact_lock
@@ -41,11 +42,15 @@ async def recover_lapsed(res: Resources) -> int:
     reconcile lock can never stop recovery.
     """
     s = res.settings
-    async with res.pool.acquire() as conn, conn.transaction():
-        rows = await JobRepository(conn).lock_lapsed(RECONCILE_BATCH)
-        lapsed = [_lapsed_end(res, row) for row in rows]
-        caps = (s.max_running_jobs_per_key, s.type_concurrency)
-        recovered = await record_ends(conn, lapsed, *caps) if lapsed else []
+    caps = (s.max_running_jobs_per_key, s.type_concurrency)
+
+    async def recover() -> list[EndedRun]:
+        async with res.pool.acquire() as conn, conn.transaction():
+            rows = await JobRepository(conn).lock_lapsed(RECONCILE_BATCH)
+            lapsed = [_lapsed_end(res, row) for row in rows]
+            return await record_ends(conn, lapsed, *caps) if lapsed else []
+
+    recovered = await retry_deadlocks(recover)
     for run in recovered:
         log.warning("lease lapsed; job recovered", extra={"job_id": str(run.job_id), "status": run.status})
     # A recovered run frees its slots in every cap it was in: the jobs those caps held start now.

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 import asyncpg
 
 from backend.adapters.queue import Queue
-from backend.db.pool import Executor
+from backend.db.pool import Executor, retry_deadlocks
 from backend.domain.enums import JobStatus
 from backend.domain.lifecycle import RunEnd
 from backend.domain.records import Delivery, EndedRun
@@ -21,8 +21,12 @@ RunEnding = tuple[uuid.UUID, uuid.UUID, RunEnd]  # (job id, claim token, decisio
 async def record_ends(
     db: Executor, ends: Sequence[RunEnding], owner_cap: int, type_caps: Mapping[str, int] | None = None
 ) -> list[EndedRun]:
-    """Apply lifecycle decisions to runs whose claim is still live; the others are ignored."""
-    return await JobRepository(db).end_runs(ends, owner_cap, type_caps)
+    """Apply lifecycle decisions to runs whose claim is still live; the others are ignored. On a pool (one
+    autocommit statement) a deadlock's victim runs again; in a transaction, that is the caller's part."""
+    repo = JobRepository(db)
+    if isinstance(db, asyncpg.Pool):
+        return await retry_deadlocks(lambda: repo.end_runs(ends, owner_cap, type_caps))
+    return await repo.end_runs(ends, owner_cap, type_caps)
 
 
 async def requeue_after(db: Executor, queue: Queue, ended: Sequence[EndedRun]) -> None:

@@ -9,11 +9,13 @@ import json
 import time
 import uuid
 import zipfile
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from backend.db.pool import retry_deadlocks
 from backend.domain.records import Delivery
 from tests.utils import db
 from tests.utils.stack import Stack, submit, wait_for
@@ -132,6 +134,46 @@ async def test_parents_ending_together_promote_the_child_once(
                 await pool.release(b)
             status = await pool.fetchval("SELECT status FROM jobs WHERE id = $1", child)
             assert status == "pending"
+
+
+async def test_ends_sharing_children_in_opposite_orders_survive_the_deadlock(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    """Two transactions each end one parent of child X and one of child Y, in opposite orders: the
+    trigger's child locks deadlock, PostgreSQL rolls one back whole, and `retry_deadlocks` runs it again;
+    both children move once."""
+    created = await batch(
+        client,
+        [
+            *(square(i, scheduled_at=LATER) for i in range(4)),
+            square(4, depends_on=["#0", "#2"], scheduled_at=LATER),  # X: a parent in each transaction
+            square(5, depends_on=["#1", "#3"], scheduled_at=LATER),  # Y: likewise
+        ],
+    )
+    p0, p1, p2, p3, x, y = (uuid.UUID(j["id"]) for j in created["jobs"])
+    end = "UPDATE jobs SET status = 'completed', finished_at = now() WHERE id = $1 AND status = 'pending'"
+    calls: list[str] = []
+    async with db.pool(stack.settings) as pool:
+        first_done = [asyncio.Event(), asyncio.Event()]
+
+        def ending(me: int, first: uuid.UUID, second: uuid.UUID) -> Callable[[], Awaitable[None]]:
+            async def attempt() -> None:
+                calls.append(f"t{me}")
+                async with pool.acquire() as conn, conn.transaction():
+                    await conn.execute(end, first)  # locks one child
+                    first_done[me].set()
+                    await first_done[1 - me].wait()  # the other holds the other child now
+                    await conn.execute(end, second)
+
+            return attempt
+
+        await asyncio.gather(
+            retry_deadlocks(ending(0, p0, p1)),  # locks X, then wants Y
+            retry_deadlocks(ending(1, p3, p2)),  # locks Y, then wants X
+        )
+        statuses = await pool.fetch("SELECT id, status FROM jobs WHERE id = ANY($1::uuid[])", [x, y])
+    assert {r["status"] for r in statuses} == {"pending"}
+    assert len(calls) == 3  # one of the two was the deadlock's victim and ran again
 
 
 async def test_duplicate_deliveries_never_run_a_child_twice(stack: Stack, client: httpx.AsyncClient) -> None:
