@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,12 +20,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from backend.api.deps import JobServiceDep, StateDep, StorageDep
 from backend.api.downloads import download_result
+from backend.domain.batches import BatchView
 from backend.domain.enums import JobStatus
 from backend.domain.errors import JobStateChanging, JobStateConflict, QuotaExceeded
 from backend.domain.job_types import JOB_TYPES, SPECS
 from backend.domain.jobs import MAX_TAGS, BulkRequest, JobPublic, SearchText, Tag
 from backend.domain.lifecycle import Event, sources
-from backend.domain.records import JobRecord
+from backend.domain.records import BatchRecord, JobRecord
 from backend.domain.stats import StatsWindow
 from backend.repo.jobs import JobFilters
 from backend.services.jobs import JobService, decode_cursor, encode_cursor
@@ -44,6 +46,7 @@ CANCELLABLE = sources(Event.CANCEL)
 RETRYABLE = sources(Event.REQUEUE)
 LIVE_RETRY_MS = 2000
 LIVE_ARRIVALS_EVERY_S = 2.0  # how often a followed list looks for new jobs
+LIVE_COUNTS_EVERY_S = 1.0  # how often a batch's live page recounts its jobs
 MAX_SHOWN_JSON = 100_000  # characters of a payload or result shown on the page
 
 
@@ -101,10 +104,18 @@ def _job_filters(params: Any) -> tuple[JobFilters, dict[str, Any], str]:
         "tags": params.get("tags", ""),
         "q": params.get("q", ""),
         "owner": params.get("owner", ""),
+        "batch_id": "",
     }
     message = ""
     if len(statuses) != len(asked_statuses) or len(types) != len(asked_types):
         message = "Unknown status or type ignored."
+    batch_id: uuid.UUID | None = None
+    if params.get("batch_id"):
+        try:
+            batch_id = uuid.UUID(params["batch_id"])
+            shown["batch_id"] = str(batch_id)
+        except ValueError:
+            message = "That batch id is not a UUID; showing every batch's jobs."
     tags: list[str] | None = None
     search: str | None = None
     try:
@@ -117,7 +128,8 @@ def _job_filters(params: Any) -> tuple[JobFilters, dict[str, Any], str]:
         search = SEARCH.validate_python(shown["q"].strip()) if shown["q"].strip() else None
     except ValidationError:
         message = "Search: up to 200 characters."
-    return JobFilters(statuses or None, types or None, None, None, tags, search), shown, message
+    filters = JobFilters(statuses or None, types or None, None, None, tags, search, batch_id=batch_id)
+    return filters, shown, message
 
 
 @router.get("/jobs")
@@ -250,9 +262,12 @@ async def live(
     id: Annotated[list[uuid.UUID], Query(max_length=MAX_LIVE_JOBS)] = [],  # noqa: B006 (FastAPI copies it)
     follow: bool = False,
     since: Annotated[str | None, Query(max_length=200)] = None,
+    batch: uuid.UUID | None = None,
 ) -> StreamingResponse:
     """Server-Sent Events for a page: `job` each time a shown job changes; with `follow` (the job list's
-    first page, its filters in the query), `new` for each job created after `since`, followed from then on."""
+    first page, its filters in the query), `new` for each job created after `since`, followed from then on;
+    with `batch` (a batch's page), `batch` (its view) each time its counts change, until it is done."""
+    counts = _BatchCounts(service, await service.batch(user.scope, batch)) if batch else None
     jobs = await service.jobs.get_many(id) if id else []
     watch = state.watcher.open_watch(user.principal.id)  # TooManyStreams (429) before the response starts
     for job in jobs:
@@ -276,7 +291,9 @@ async def live(
                 watch.changed.clear()
                 for job in watch.changes(seen):
                     yield f"event: job\ndata: {JobPublic.of(job).model_dump_json()}\n\n"
-                if arrivals is None and watch.settled():
+                if counts is not None and (view := await counts.changed()) is not None:
+                    yield f"event: batch\ndata: {view.model_dump_json()}\n\n"
+                if arrivals is None and watch.settled() and (counts is None or counts.done):
                     return  # nothing left to report: every followed job ended (or is gone)
                 for job in await arrivals.fresh() if arrivals else ():
                     state.watcher.add_to_watch(watch, job.owner_id, job.id)
@@ -306,6 +323,33 @@ class _Arrivals:
         if new:
             self.newest = (new[0].created_at, new[0].id)
         return new[::-1]
+
+
+@dataclass
+class _BatchCounts:
+    """A batch's counts for its live page: recounted at most every LIVE_COUNTS_EVERY_S (one grouped count
+    of its ≤ 1,000 rows, as `GET /batches/{id}/events` does), whatever the shown jobs' changes."""
+
+    service: JobService
+    batch: BatchRecord
+    last: BatchView | None = None
+    counted_at: float = -math.inf
+
+    @property
+    def done(self) -> bool:
+        """True once the last count found every job terminal."""
+        return self.last is not None and self.last.done
+
+    async def changed(self) -> BatchView | None:
+        """The batch's view if its counts changed since the last one sent (the first one always)."""
+        if time.monotonic() - self.counted_at < LIVE_COUNTS_EVERY_S:
+            return None
+        self.counted_at = time.monotonic()
+        view = await self.service.batch_view(self.batch)
+        if self.last is not None and view.counts == self.last.counts:
+            return None
+        self.last = view
+        return view
 
 
 @router.get("/failures")
