@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 
-from backend.api.deps import JobServiceDep, StateDep, StorageDep
+from backend.api.deps import JobServiceDep, StateDep, StorageDep, WebhookServiceDep
 from backend.api.downloads import download_result
 from backend.domain.batches import BatchView
 from backend.domain.enums import JobStatus
@@ -32,6 +32,7 @@ from backend.repo.jobs import JobFilters
 from backend.services.jobs import JobService, decode_cursor, encode_cursor
 from backend.services.stats import stats_view
 from backend.services.watch import visible_state
+from backend.services.webhooks import WebhookService
 from backend.ui.charts import Series, line_chart
 from backend.ui.deps import CheckedUserDep, FormDep, UiUser, UiUserDep, first, render
 from backend.ui.forms import JobForm, job_forms, submission
@@ -48,6 +49,11 @@ LIVE_RETRY_MS = 2000
 LIVE_ARRIVALS_EVERY_S = 2.0  # how often a followed list looks for new jobs
 LIVE_COUNTS_EVERY_S = 1.0  # how often a batch's live page recounts its jobs
 MAX_SHOWN_JSON = 100_000  # characters of a payload or result shown on the page
+NOTICES = {  # a job page's line after an action (`?done=`)
+    "cancel": "Cancellation requested.",
+    "retry": "The job will run again.",
+    "redeliver": "The latest webhook event will be sent again, with the same webhook-id.",
+}
 
 
 def _owner(user: UiUser, everyone: bool) -> uuid.UUID | None:
@@ -182,18 +188,21 @@ async def job_page(
     job_id: uuid.UUID,
     user: UiUserDep,
     service: JobServiceDep,
+    webhooks: WebhookServiceDep,
     done: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
-    """One job: fields, payload, result, error, progress, runs timeline, download, cancel, retry."""
-    notices = {"cancel": "Cancellation requested.", "retry": "The job will run again."}
+    """One job: fields, payload, result, error, progress, runs timeline, webhook attempts, download,
+    cancel, retry, redeliver."""
     job = await _job_of(user, service, job_id)
-    return await _job_response(request, user, service, job, notice=notices.get(done or "", ""))
+    notice = NOTICES.get(done or "", "")
+    return await _job_response(request, user, service, webhooks, job, notice=notice)
 
 
 async def _job_response(
     request: Request,
     user: UiUser,
     service: JobService,
+    webhooks: WebhookService,
     job: JobRecord,
     notice: str = "",
     message: str = "",
@@ -206,6 +215,7 @@ async def _job_response(
         status_code=status_code,
         job=job,
         runs=await service.runs(job),
+        deliveries=await webhooks.deliveries(job.id) if job.webhook_url else [],
         payload=_pretty(job.payload),
         result=_pretty(job.result) if job.result is not None else None,
         can_cancel=job.status in CANCELLABLE,
@@ -216,32 +226,63 @@ async def _job_response(
 
 
 async def _act(
-    request: Request, job_id: uuid.UUID, user: UiUser, service: JobServiceDep, event: Event
+    request: Request,
+    job_id: uuid.UUID,
+    user: UiUser,
+    service: JobService,
+    webhooks: WebhookService,
+    event: Event,
 ) -> Response:
     job = await _job_of(user, service, job_id)
     try:
         await (service.cancel(job) if event is Event.CANCEL else service.retry(job))
     except (JobStateConflict, JobStateChanging) as exc:
         job = await _job_of(user, service, job_id)
-        return await _job_response(request, user, service, job, message=str(exc), status_code=409)
+        return await _job_response(request, user, service, webhooks, job, message=str(exc), status_code=409)
     name = "cancel" if event is Event.CANCEL else "retry"
     return RedirectResponse(f"/ui/jobs/{job_id}?done={name}", status_code=303)
 
 
 @router.post("/jobs/{job_id}/cancel")
 async def cancel_job(
-    request: Request, job_id: uuid.UUID, user: CheckedUserDep, service: JobServiceDep
+    request: Request,
+    job_id: uuid.UUID,
+    user: CheckedUserDep,
+    service: JobServiceDep,
+    webhooks: WebhookServiceDep,
 ) -> Response:
     """Cancel from the job's page."""
-    return await _act(request, job_id, user, service, Event.CANCEL)
+    return await _act(request, job_id, user, service, webhooks, Event.CANCEL)
 
 
 @router.post("/jobs/{job_id}/retry")
 async def retry_job(
-    request: Request, job_id: uuid.UUID, user: CheckedUserDep, service: JobServiceDep
+    request: Request,
+    job_id: uuid.UUID,
+    user: CheckedUserDep,
+    service: JobServiceDep,
+    webhooks: WebhookServiceDep,
 ) -> Response:
     """Retry from the job's page."""
-    return await _act(request, job_id, user, service, Event.REQUEUE)
+    return await _act(request, job_id, user, service, webhooks, Event.REQUEUE)
+
+
+@router.post("/jobs/{job_id}/webhooks/redeliver")
+async def redeliver_webhook(
+    request: Request,
+    job_id: uuid.UUID,
+    user: CheckedUserDep,
+    service: JobServiceDep,
+    webhooks: WebhookServiceDep,
+) -> Response:
+    """Send the job's latest webhook event again (same webhook-id), as `POST /jobs/{id}/webhooks/redeliver`
+    does; the job's page with the reason (409) if it has none."""
+    job = await _job_of(user, service, job_id)
+    try:
+        await webhooks.redeliver(job)
+    except JobStateConflict as exc:
+        return await _job_response(request, user, service, webhooks, job, message=str(exc), status_code=409)
+    return RedirectResponse(f"/ui/jobs/{job_id}?done=redeliver", status_code=303)
 
 
 @router.get("/jobs/{job_id}/download")
