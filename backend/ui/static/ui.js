@@ -34,7 +34,12 @@
   function update(job) {
     document.querySelectorAll('[data-job="' + job.id + '"]').forEach((holder) => {
       const status = holder.querySelector(".status");
-      if (status) { status.replaceChildren(badge(job.status)); }
+      if (status) {
+        status.replaceChildren(badge(job.status));
+        if (holder.tagName === "TR" && job.status === "blocked" && (job.depends_on || []).length) {
+          status.append(waits(job.depends_on));
+        }
+      }
       setProgress(holder.querySelector(".progress"), job.progress);
       const attempts = holder.querySelector(".attempts");
       if (attempts) attempts.textContent = job.attempts + "/" + job.max_attempts;
