@@ -23,6 +23,7 @@ from backend.services.jobs import JobService
 from backend.services.keys import KeyAdmin
 from backend.services.schedules import ScheduleService
 from backend.services.types import TypeControl
+from backend.services.webhooks import WebhookService
 
 
 async def get_state(request: Request) -> AppState:
@@ -222,3 +223,11 @@ async def get_type_control(state: StateDep) -> TypeControl:
 
 
 TypeControlDep = Annotated[TypeControl, Depends(get_type_control)]
+
+
+async def get_webhook_service(state: StateDep) -> WebhookService:
+    """Webhook use cases (secrets, the delivery log, redelivery) on the shared pool."""
+    return WebhookService(state.resources.settings, state.resources.pool)
+
+
+WebhookServiceDep = Annotated[WebhookService, Depends(get_webhook_service)]

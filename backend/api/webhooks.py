@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Depends
-
-from backend.api.deps import AUTH_RESPONSES, CurrentKey, OwnedJobDep, StateDep
+from backend.api.deps import AUTH_RESPONSES, CurrentKey, OwnedJobDep, WebhookServiceDep
 from backend.domain.webhooks import DeliveryView, WebhookSecretView
-from backend.services.webhooks import WebhookService
 
 router = APIRouter(tags=["webhooks"], responses=AUTH_RESPONSES)
-
-
-async def get_webhook_service(state: StateDep) -> WebhookService:
-    """Webhook use cases on the shared pool."""
-    return WebhookService(state.resources.settings, state.resources.pool)
-
-
-WebhookServiceDep = Annotated[WebhookService, Depends(get_webhook_service)]
 
 
 @router.get("/webhooks/secret", response_model=WebhookSecretView)

@@ -180,6 +180,11 @@ class Batch(Base):
     """Jobs submitted together in one request (`POST /batches`), committed all or none."""
 
     __tablename__ = "batches"
+    # The dashboard's batch list, newest first: a key's (migration 0016), and every key's for an admin.
+    __table_args__ = (
+        Index("ix_batches_owner_created", "owner_id", "created_at", "id"),
+        Index("ix_batches_created", "created_at", "id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     owner_id: Mapped[uuid.UUID] = mapped_column(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 
 from backend.db.pool import Executor
 from backend.domain.records import BatchRecord
@@ -15,6 +17,20 @@ GET = "SELECT * FROM batches WHERE id = $1"
 # Along ix_jobs_batch: a batch holds at most 1,000 jobs.
 COUNTS = "SELECT status, count(*) FROM jobs WHERE batch_id = $1 GROUP BY status"
 JOB_IDS = "SELECT id FROM jobs WHERE batch_id = $1 ORDER BY created_at, id"
+# The counts of many batches in one statement (a list page's), along ix_jobs_batch.
+COUNTS_OF = """
+    SELECT batch_id, status, count(*) FROM jobs WHERE batch_id = ANY($1::uuid[]) GROUP BY batch_id, status
+"""
+# Newest first; the cursor is a row comparison even on the first page, so it is always an index condition
+# on ix_batches_owner_created (a key's) or ix_batches_created (every key's): deep pages cost the same.
+KEYSET = """
+      (created_at, id) < (coalesce($2::timestamptz, 'infinity'),
+                          coalesce($3::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+    ORDER BY created_at DESC, id DESC LIMIT $4
+"""
+# $1 is NULL in the second statement, kept so that both number their parameters alike.
+LIST_OWNED = "SELECT * FROM batches WHERE owner_id = $1 AND" + KEYSET
+LIST_ANY_OWNER = "SELECT * FROM batches WHERE $1::uuid IS NULL AND" + KEYSET
 
 
 class BatchRepository:
@@ -46,3 +62,20 @@ class BatchRepository:
     async def job_ids(self, batch_id: uuid.UUID) -> list[uuid.UUID]:
         """The batch's job ids, in submission order."""
         return [r["id"] for r in await self.db.fetch(JOB_IDS, batch_id)]
+
+    async def counts_of(self, batch_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
+        """How many jobs of each batch are in each status (a batch with no jobs left is absent)."""
+        counts: dict[uuid.UUID, dict[str, int]] = {}
+        for r in await self.db.fetch(COUNTS_OF, list(batch_ids)):
+            counts.setdefault(r["batch_id"], {})[r["status"]] = int(r["count"])
+        return counts
+
+    async def list_owned(
+        self, owner_id: uuid.UUID | None, limit: int, before: tuple[datetime, uuid.UUID] | None
+    ) -> list[BatchRecord]:
+        """A page of the owner's batches (every owner's if None), newest first, strictly older than
+        `before`."""
+        created, batch_id = before if before is not None else (None, None)
+        statement = LIST_OWNED if owner_id is not None else LIST_ANY_OWNER
+        rows = await self.db.fetch(statement, owner_id, created, batch_id, limit)
+        return [BatchRecord.from_row(r) for r in rows]

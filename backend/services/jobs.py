@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from backend.core.config import Settings
 from backend.core.ids import uuid7
@@ -64,9 +64,19 @@ class Submitted:
     replayed: bool
 
 
-def encode_cursor(job: JobRecord) -> str:
-    """An opaque cursor pointing just past this job."""
-    raw = f"{job.created_at.isoformat()}|{job.id}"
+class Keyed(Protocol):
+    """A row listed newest first by keyset on (created_at, id): a job or a batch."""
+
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+def encode_cursor(row: Keyed) -> str:
+    """An opaque cursor pointing just past this job (or batch)."""
+    raw = f"{row.created_at.isoformat()}|{row.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -155,6 +165,12 @@ def new_job(owner_id: uuid.UUID, body: JobSubmission, default_max_attempts: int)
         "concurrency_limit": body.concurrency_limit or (1 if body.concurrency_key else None),
         "webhook_url": body.webhook_url,
     }
+
+
+def batch_view(batch: BatchRecord, counts: dict[str, int]) -> BatchView:
+    """A batch with its jobs' counts by status; `done` once every one is terminal."""
+    done = all(JobStatus(s).is_terminal for s in counts)
+    return BatchView(id=batch.id, name=batch.name, created_at=batch.created_at, counts=counts, done=done)
 
 
 class _KeyTaken(Exception):
@@ -339,9 +355,21 @@ class JobService:
 
     async def batch_view(self, batch: BatchRecord) -> BatchView:
         """The batch's counts by status, and whether every job is terminal."""
-        counts = await BatchRepository(self.pool).counts(batch.id)
-        done = all(JobStatus(s).is_terminal for s in counts)
-        return BatchView(id=batch.id, name=batch.name, created_at=batch.created_at, counts=counts, done=done)
+        return batch_view(batch, await BatchRepository(self.pool).counts(batch.id))
+
+    async def list_batches(
+        self, owner_id: uuid.UUID | None, limit: int, cursor: str | None
+    ) -> tuple[builtins.list[BatchView], str | None]:
+        """A page of the owner's batches (every owner's if None), newest first, each with its counts, and
+        the cursor for the next page (None at the end)."""
+        before = decode_cursor(cursor) if cursor else None
+        repo = BatchRepository(self.pool)
+        rows = await repo.list_owned(owner_id, limit + 1, before)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        counts = await repo.counts_of([b.id for b in rows])
+        views = [batch_view(b, counts.get(b.id, {})) for b in rows]
+        return views, (encode_cursor(rows[-1]) if more and rows else None)
 
     async def cancel_batch(self, batch: BatchRecord) -> int:
         """Cancel every job of the batch that can be (running ones are asked to abort); how many moved."""

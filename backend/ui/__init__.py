@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from backend.api.errors import STATUS_BY_ERROR, platform_error
 from backend.domain import errors
-from backend.ui import admin, pages, schedules, signin
+from backend.ui import admin, batches, pages, schedules, signin
 from backend.ui.deps import SESSION_COOKIE, CsrfRejected, SignInRequired, UiRateLimited, render
 
 STATIC = Path(__file__).parent / "static"
@@ -44,6 +44,7 @@ def install_ui(app: FastAPI) -> None:
     """Mount the dashboard's routes, assets and error pages."""
     app.include_router(signin.router)
     app.include_router(pages.router)
+    app.include_router(batches.router)
     app.include_router(schedules.router)
     app.include_router(admin.router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,19 +18,21 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 
-from backend.api.deps import JobServiceDep, StateDep, StorageDep
+from backend.api.deps import JobServiceDep, StateDep, StorageDep, WebhookServiceDep
 from backend.api.downloads import download_result
+from backend.domain.batches import BatchView
 from backend.domain.enums import JobStatus
 from backend.domain.errors import JobStateChanging, JobStateConflict, QuotaExceeded
 from backend.domain.job_types import JOB_TYPES, SPECS
 from backend.domain.jobs import MAX_TAGS, BulkRequest, JobPublic, SearchText, Tag
 from backend.domain.lifecycle import Event, sources
-from backend.domain.records import JobRecord
+from backend.domain.records import BatchRecord, JobRecord
 from backend.domain.stats import StatsWindow
 from backend.repo.jobs import JobFilters
 from backend.services.jobs import JobService, decode_cursor, encode_cursor
 from backend.services.stats import stats_view
 from backend.services.watch import visible_state
+from backend.services.webhooks import WebhookService
 from backend.ui.charts import Series, line_chart
 from backend.ui.deps import CheckedUserDep, FormDep, UiUser, UiUserDep, first, render
 from backend.ui.forms import JobForm, job_forms, submission
@@ -44,7 +47,13 @@ CANCELLABLE = sources(Event.CANCEL)
 RETRYABLE = sources(Event.REQUEUE)
 LIVE_RETRY_MS = 2000
 LIVE_ARRIVALS_EVERY_S = 2.0  # how often a followed list looks for new jobs
+LIVE_COUNTS_EVERY_S = 1.0  # how often a batch's live page recounts its jobs
 MAX_SHOWN_JSON = 100_000  # characters of a payload or result shown on the page
+NOTICES = {  # a job page's line after an action (`?done=`)
+    "cancel": "Cancellation requested.",
+    "retry": "The job will run again.",
+    "redeliver": "The latest webhook event will be sent again, with the same webhook-id.",
+}
 
 
 def _owner(user: UiUser, everyone: bool) -> uuid.UUID | None:
@@ -101,10 +110,18 @@ def _job_filters(params: Any) -> tuple[JobFilters, dict[str, Any], str]:
         "tags": params.get("tags", ""),
         "q": params.get("q", ""),
         "owner": params.get("owner", ""),
+        "batch_id": "",
     }
     message = ""
     if len(statuses) != len(asked_statuses) or len(types) != len(asked_types):
         message = "Unknown status or type ignored."
+    batch_id: uuid.UUID | None = None
+    if params.get("batch_id"):
+        try:
+            batch_id = uuid.UUID(params["batch_id"])
+            shown["batch_id"] = str(batch_id)
+        except ValueError:
+            message = "That batch id is not a UUID; showing every batch's jobs."
     tags: list[str] | None = None
     search: str | None = None
     try:
@@ -117,7 +134,8 @@ def _job_filters(params: Any) -> tuple[JobFilters, dict[str, Any], str]:
         search = SEARCH.validate_python(shown["q"].strip()) if shown["q"].strip() else None
     except ValidationError:
         message = "Search: up to 200 characters."
-    return JobFilters(statuses or None, types or None, None, None, tags, search), shown, message
+    filters = JobFilters(statuses or None, types or None, None, None, tags, search, batch_id=batch_id)
+    return filters, shown, message
 
 
 @router.get("/jobs")
@@ -170,18 +188,21 @@ async def job_page(
     job_id: uuid.UUID,
     user: UiUserDep,
     service: JobServiceDep,
+    webhooks: WebhookServiceDep,
     done: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
-    """One job: fields, payload, result, error, progress, runs timeline, download, cancel, retry."""
-    notices = {"cancel": "Cancellation requested.", "retry": "The job will run again."}
+    """One job: fields, payload, result, error, progress, runs timeline, webhook attempts, download,
+    cancel, retry, redeliver."""
     job = await _job_of(user, service, job_id)
-    return await _job_response(request, user, service, job, notice=notices.get(done or "", ""))
+    notice = NOTICES.get(done or "", "")
+    return await _job_response(request, user, service, webhooks, job, notice=notice)
 
 
 async def _job_response(
     request: Request,
     user: UiUser,
     service: JobService,
+    webhooks: WebhookService,
     job: JobRecord,
     notice: str = "",
     message: str = "",
@@ -194,6 +215,7 @@ async def _job_response(
         status_code=status_code,
         job=job,
         runs=await service.runs(job),
+        deliveries=await webhooks.deliveries(job.id) if job.webhook_url else [],
         payload=_pretty(job.payload),
         result=_pretty(job.result) if job.result is not None else None,
         can_cancel=job.status in CANCELLABLE,
@@ -204,32 +226,63 @@ async def _job_response(
 
 
 async def _act(
-    request: Request, job_id: uuid.UUID, user: UiUser, service: JobServiceDep, event: Event
+    request: Request,
+    job_id: uuid.UUID,
+    user: UiUser,
+    service: JobService,
+    webhooks: WebhookService,
+    event: Event,
 ) -> Response:
     job = await _job_of(user, service, job_id)
     try:
         await (service.cancel(job) if event is Event.CANCEL else service.retry(job))
     except (JobStateConflict, JobStateChanging) as exc:
         job = await _job_of(user, service, job_id)
-        return await _job_response(request, user, service, job, message=str(exc), status_code=409)
+        return await _job_response(request, user, service, webhooks, job, message=str(exc), status_code=409)
     name = "cancel" if event is Event.CANCEL else "retry"
     return RedirectResponse(f"/ui/jobs/{job_id}?done={name}", status_code=303)
 
 
 @router.post("/jobs/{job_id}/cancel")
 async def cancel_job(
-    request: Request, job_id: uuid.UUID, user: CheckedUserDep, service: JobServiceDep
+    request: Request,
+    job_id: uuid.UUID,
+    user: CheckedUserDep,
+    service: JobServiceDep,
+    webhooks: WebhookServiceDep,
 ) -> Response:
     """Cancel from the job's page."""
-    return await _act(request, job_id, user, service, Event.CANCEL)
+    return await _act(request, job_id, user, service, webhooks, Event.CANCEL)
 
 
 @router.post("/jobs/{job_id}/retry")
 async def retry_job(
-    request: Request, job_id: uuid.UUID, user: CheckedUserDep, service: JobServiceDep
+    request: Request,
+    job_id: uuid.UUID,
+    user: CheckedUserDep,
+    service: JobServiceDep,
+    webhooks: WebhookServiceDep,
 ) -> Response:
     """Retry from the job's page."""
-    return await _act(request, job_id, user, service, Event.REQUEUE)
+    return await _act(request, job_id, user, service, webhooks, Event.REQUEUE)
+
+
+@router.post("/jobs/{job_id}/webhooks/redeliver")
+async def redeliver_webhook(
+    request: Request,
+    job_id: uuid.UUID,
+    user: CheckedUserDep,
+    service: JobServiceDep,
+    webhooks: WebhookServiceDep,
+) -> Response:
+    """Send the job's latest webhook event again (same webhook-id), as `POST /jobs/{id}/webhooks/redeliver`
+    does; the job's page with the reason (409) if it has none."""
+    job = await _job_of(user, service, job_id)
+    try:
+        await webhooks.redeliver(job)
+    except JobStateConflict as exc:
+        return await _job_response(request, user, service, webhooks, job, message=str(exc), status_code=409)
+    return RedirectResponse(f"/ui/jobs/{job_id}?done=redeliver", status_code=303)
 
 
 @router.get("/jobs/{job_id}/download")
@@ -250,9 +303,12 @@ async def live(
     id: Annotated[list[uuid.UUID], Query(max_length=MAX_LIVE_JOBS)] = [],  # noqa: B006 (FastAPI copies it)
     follow: bool = False,
     since: Annotated[str | None, Query(max_length=200)] = None,
+    batch: uuid.UUID | None = None,
 ) -> StreamingResponse:
     """Server-Sent Events for a page: `job` each time a shown job changes; with `follow` (the job list's
-    first page, its filters in the query), `new` for each job created after `since`, followed from then on."""
+    first page, its filters in the query), `new` for each job created after `since`, followed from then on;
+    with `batch` (a batch's page), `batch` (its view) each time its counts change, until it is done."""
+    counts = _BatchCounts(service, await service.batch(user.scope, batch)) if batch else None
     jobs = await service.jobs.get_many(id) if id else []
     watch = state.watcher.open_watch(user.principal.id)  # TooManyStreams (429) before the response starts
     for job in jobs:
@@ -276,7 +332,9 @@ async def live(
                 watch.changed.clear()
                 for job in watch.changes(seen):
                     yield f"event: job\ndata: {JobPublic.of(job).model_dump_json()}\n\n"
-                if arrivals is None and watch.settled():
+                if counts is not None and (view := await counts.changed()) is not None:
+                    yield f"event: batch\ndata: {view.model_dump_json()}\n\n"
+                if arrivals is None and watch.settled() and (counts is None or counts.done):
                     return  # nothing left to report: every followed job ended (or is gone)
                 for job in await arrivals.fresh() if arrivals else ():
                     state.watcher.add_to_watch(watch, job.owner_id, job.id)
@@ -306,6 +364,33 @@ class _Arrivals:
         if new:
             self.newest = (new[0].created_at, new[0].id)
         return new[::-1]
+
+
+@dataclass
+class _BatchCounts:
+    """A batch's counts for its live page: recounted at most every LIVE_COUNTS_EVERY_S (one grouped count
+    of its ≤ 1,000 rows, as `GET /batches/{id}/events` does), whatever the shown jobs' changes."""
+
+    service: JobService
+    batch: BatchRecord
+    last: BatchView | None = None
+    counted_at: float = -math.inf
+
+    @property
+    def done(self) -> bool:
+        """True once the last count found every job terminal."""
+        return self.last is not None and self.last.done
+
+    async def changed(self) -> BatchView | None:
+        """The batch's view if its counts changed since the last one sent (the first one always)."""
+        if time.monotonic() - self.counted_at < LIVE_COUNTS_EVERY_S:
+            return None
+        self.counted_at = time.monotonic()
+        view = await self.service.batch_view(self.batch)
+        if self.last is not None and view.counts == self.last.counts:
+            return None
+        self.last = view
+        return view
 
 
 @router.get("/failures")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 from playwright.async_api import Page, expect
@@ -26,6 +27,13 @@ async def sign_in(page: Page, base: str, key: str) -> None:
 
 async def api(base: str, key: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=10)
+
+
+async def post_batch(client: httpx.AsyncClient, body: dict[str, object]) -> dict[str, Any]:
+    response = await client.post("/batches", json=body)
+    assert response.status_code == 201, response.text
+    batch: dict[str, Any] = response.json()
+    return batch
 
 
 async def post_job(client: httpx.AsyncClient, body: dict[str, object]) -> dict[str, object]:
@@ -124,6 +132,62 @@ async def test_bulk_retry_from_the_failures_page(
             assert [r["attempt"] for r in runs] == [1, 1], runs
 
 
+async def test_batches_page_and_a_batch_followed_live(
+    stack: Stack, page: tuple[Page, Offsite], live_url: str
+) -> None:
+    tab, _ = page
+    key = await stack.new_key("browser")
+    reports: list[dict[str, Any]] = [
+        {"type": "csv_report", "payload": {"rows": 500, "seed": i}, "name": f"orders-{region}"}
+        for i, region in enumerate(("eu", "us", "apac"))
+    ]
+    reports.append(
+        {
+            "type": "bundle",
+            "payload": {"filename": "reports.zip"},
+            "name": "all reports",
+            "depends_on": ["#0", "#1", "#2"],
+        }
+    )
+    nightly = [
+        {"type": "sleep", "payload": {"seconds": 4}, "name": "warm caches"},
+        {"type": "square_sum", "payload": {"data": [1, 2, 3]}, "name": "totals", "depends_on": ["#0"]},
+        {"type": "square_sum", "payload": {"data": [4, 5]}, "name": "checksums"},
+        {"type": "cube_sum", "payload": {"data": [2, 3]}, "name": "volumes"},
+    ]
+    async with await api(live_url, key) as client:
+        done = await post_batch(client, {"name": "quarterly reports", "jobs": reports})
+        for job in done["jobs"]:
+            await wait_for(client, str(job["id"]), {"completed"})
+        batch = await post_batch(client, {"name": "nightly", "jobs": nightly})
+        await wait_for(client, str(batch["jobs"][0]["id"]), {"running"})
+    await sign_in(tab, live_url, key)
+    await tab.get_by_role("link", name="Batches").click()
+    rows = tab.locator("table.batches tbody tr")
+    await expect(rows).to_have_count(2)
+    await expect(rows.first).to_contain_text("nightly")  # newest first
+    await expect(rows.nth(1)).to_contain_text("4/4 ended")
+    await expect(rows.nth(1)).to_contain_text("done")
+    await screenshot(tab, "batches")
+    await rows.first.get_by_role("link", name="nightly").click()
+    await expect(tab.get_by_role("heading", level=1)).to_contain_text("nightly")
+    await expect(tab.locator('[data-count="blocked"]')).to_have_text("1")
+    sleeper = tab.locator(f'tr[data-job="{batch["jobs"][0]["id"]}"] .pct')
+    await expect(sleeper).not_to_have_text(await sleeper.inner_text())  # the live stream is flowing
+    blocked = tab.locator(f'tr[data-job="{batch["jobs"][1]["id"]}"]')
+    await expect(blocked.locator(".waits")).to_contain_text("after")  # kept by the live updates too
+    await expect(tab.get_by_role("button", name="Cancel batch")).to_be_visible()
+    await screenshot(tab, "batch")
+    # followed live: the sleeper ends, its child runs, and the finished batch is shown without a click
+    await expect(tab.locator("dd.done")).to_have_text("done", timeout=TIMEOUT_MS)
+    await expect(tab.locator('[data-count="completed"]')).to_have_text("4")
+    await expect(tab.get_by_role("button", name="Cancel batch")).to_have_count(0)
+    await tab.get_by_role("link", name="totals").click()
+    await expect(tab.locator("dd.parents")).to_contain_text(str(batch["jobs"][0]["id"])[:8])
+    await tab.get_by_role("link", name=f"{batch['id']}").click()
+    await expect(tab).to_have_url(f"{live_url}/ui/batches/{batch['id']}")
+
+
 async def test_submit_from_the_generated_form(
     stack: Stack, page: tuple[Page, Offsite], live_url: str
 ) -> None:
@@ -189,7 +253,7 @@ async def test_usable_at_phone_width(stack: Stack, page: tuple[Page, Offsite], l
     tab, _ = page
     await tab.set_viewport_size({"width": 390, "height": 844})
     await sign_in(tab, live_url, await stack.new_key("browser"))
-    for path in ("/ui", "/ui/jobs", "/ui/submit", "/ui/failures"):
+    for path in ("/ui", "/ui/jobs", "/ui/batches", "/ui/submit", "/ui/failures"):
         await tab.goto(f"{live_url}{path}")
         overflow = await tab.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, (path, overflow)  # wide tables scroll inside their box, not the page
