@@ -14,6 +14,14 @@ INSERT = """
 """
 GET_OWNED = "SELECT * FROM batches WHERE id = $1 AND owner_id = $2"
 GET = "SELECT * FROM batches WHERE id = $1"
+# Batches past the retention none of whose jobs is left (purged): along ix_batches_created and ix_jobs_batch.
+DELETE_EMPTY = """
+    DELETE FROM batches WHERE id IN (
+        SELECT b.id FROM batches b
+        WHERE b.created_at < now() - make_interval(secs => $1)
+          AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id)
+        LIMIT $2)
+"""
 # Along ix_jobs_batch: a batch holds at most 1,000 jobs.
 COUNTS = "SELECT status, count(*) FROM jobs WHERE batch_id = $1 GROUP BY status"
 JOB_IDS = "SELECT id FROM jobs WHERE batch_id = $1 ORDER BY created_at, id"
@@ -79,3 +87,8 @@ class BatchRepository:
         statement = LIST_OWNED if owner_id is not None else LIST_ANY_OWNER
         rows = await self.db.fetch(statement, owner_id, created, batch_id, limit)
         return [BatchRecord.from_row(r) for r in rows]
+
+    async def delete_empty(self, older_than_s: float, limit: int) -> int:
+        """Delete up to `limit` batches older than `older_than_s` that no job belongs to any more."""
+        status: str = await self.db.execute(DELETE_EMPTY, float(older_than_s), limit)
+        return int(status.split()[-1])

@@ -1,6 +1,6 @@
 """Purge: expired terminal jobs and their files, expired idempotency keys, orphan files, old /stats
-rollups, expired dashboard sessions; in batches. Purging jobs never changes the rollups: they were counted
-when created and ended."""
+rollups, expired dashboard sessions, batches whose jobs are all gone; in batches. Purging jobs never
+changes the rollups: they were counted when created and ended."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 import uuid
 from dataclasses import asdict, dataclass
 
+from backend.repo.batches import BatchRepository
 from backend.repo.idempotency import IdempotencyRepository
 from backend.repo.jobs import JobRepository
 from backend.repo.sessions import SessionRepository
@@ -30,7 +31,8 @@ class PurgeReport:
     stats_rows: int = 0  # rollup and histogram rows past STATS_RETENTION_DAYS
     ui_sessions: int = 0  # dashboard sign-ins past their expiry
     dry_run: bool = False
-    batches: int = 0
+    batches: int = 0  # rounds of the job purge
+    empty_batches: int = 0  # batches (POST /batches) past the retention whose jobs are all purged
 
 
 async def _purge_jobs(res: Resources, report: PurgeReport) -> None:
@@ -87,6 +89,14 @@ async def _purge_orphans(res: Resources, report: PurgeReport) -> None:
             report.orphan_files += 1 if report.dry_run else await _delete_files(res, job_id)
 
 
+async def _purge_batches(res: Resources, report: PurgeReport) -> None:
+    s, batches = res.settings, BatchRepository(res.pool)
+    while (removed := await batches.delete_empty(s.job_retention_days * 86400, s.purge_batch_size)) > 0:
+        report.empty_batches += removed
+        if removed < s.purge_batch_size:
+            return
+
+
 async def purge(res: Resources, *, dry_run: bool = False) -> PurgeReport:
     """Delete expired terminal jobs with their files, expired idempotency keys, orphan files, and /stats
     rollups past their retention."""
@@ -100,5 +110,6 @@ async def purge(res: Resources, *, dry_run: bool = False) -> PurgeReport:
         if not dry_run:
             report.stats_rows = await expire_stats(res.pool, res.settings.stats_retention_days)
             report.ui_sessions = await SessionRepository(res.pool).delete_expired()
+            await _purge_batches(res, report)
     log.info("purge done", extra=asdict(report))
     return report

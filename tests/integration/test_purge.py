@@ -180,3 +180,21 @@ async def test_stray_files_and_unreadable_folders_do_not_stop_the_sweep(
         assert str(garbled) in skipped
         if os.geteuid() != 0:
             assert str(locked) in skipped
+
+
+async def test_a_batch_goes_once_its_jobs_are_purged(isolated: Any) -> None:
+    async with isolated(workers=0, job_retention_days=7) as stack, await stack.client() as client:
+        later = "2099-01-01T00:00:00Z"
+        job = {"type": "sleep", "payload": {"seconds": 0}, "scheduled_at": later}
+        ended = (await client.post("/batches", json={"jobs": [job, job]})).json()
+        waiting = (await client.post("/batches", json={"jobs": [job]})).json()
+        assert (await client.post(f"/batches/{ended['id']}/cancel")).status_code == 202
+        s = stack.settings
+        old = "now() - interval '8 days'"
+        await db.execute(s, f"UPDATE jobs SET finished_at = {old}, created_at = {old}")
+        await db.execute(s, f"UPDATE batches SET created_at = {old}")
+        async with resources(s) as res:
+            report = await purge(res)
+        assert report.jobs == 2 and report.empty_batches == 1
+        assert (await client.get(f"/batches/{ended['id']}")).status_code == 404
+        assert (await client.get(f"/batches/{waiting['id']}")).json()["counts"] == {"pending": 1}
