@@ -107,6 +107,7 @@ class S3Options:
             retries={"max_attempts": 3, "mode": "standard"},
             max_pool_connections=self.max_connections,
             s3={"addressing_style": style, "payload_signing_enabled": False},
+            signature_version="s3v4",  # presigned URLs too (botocore would sign those with SigV2)
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
