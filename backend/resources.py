@@ -15,6 +15,7 @@ from backend.adapters.s3 import S3Location, S3Options, open_s3_storage
 from backend.adapters.storage import LocalStorage, Storage
 from backend.core.config import Settings
 from backend.db.pool import create_pool
+from backend.domain.job_types import MAX_TIMEOUT_S
 from backend.domain.retry import RetryPolicy
 from backend.repo.deployment import DeploymentRepository
 
@@ -57,6 +58,9 @@ async def open_storage(settings: Settings, deployment_id: uuid.UUID) -> AsyncIte
     """The results store RESULTS_URL names (S3, checked at once), else the local folder."""
     if settings.results_in_s3:
         async with open_s3_storage(s3_options(settings), deployment_id, settings.scratch_dir) as storage:
+            # A scratch file older than the longest possible run belongs to no live run on this host.
+            longest_run_s = max([MAX_TIMEOUT_S, *settings.task_timeouts.values()]) + settings.lease_seconds
+            await storage.sweep_scratch(longest_run_s)
             yield storage
     else:
         yield LocalStorage(settings.resolved_results_dir, deployment_id)

@@ -26,6 +26,7 @@ import hashlib
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -336,6 +337,22 @@ class S3Storage:
     async def _clear_local(self, job_id: uuid.UUID) -> None:
         folder = self.scratch_root / str(job_id)
         await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+    async def sweep_scratch(self, older_than_s: float) -> int:
+        """Delete this host's scratch folders untouched for `older_than_s` (longer than any run may last):
+        leftovers of a killed worker whose job then ran elsewhere. Returns how many."""
+
+        def _sweep() -> int:
+            cutoff, swept = time.time() - older_than_s, 0
+            for folder in self.scratch_root.iterdir():
+                with contextlib.suppress(OSError):  # another process may be sweeping too
+                    touched = [p.stat().st_mtime for p in folder.iterdir()]
+                    if max(touched, default=folder.stat().st_mtime) < cutoff:
+                        shutil.rmtree(folder)
+                        swept += 1
+            return swept
+
+        return await anyio.to_thread.run_sync(_sweep)
 
     async def clear_scratch(self, job_id: uuid.UUID) -> None:
         """Delete this host's scratch files of the job and abort uploads an interrupted run left open."""

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import io
 import json
+import os
 import time
 import uuid
 import zipfile
@@ -112,6 +113,19 @@ async def test_a_cancelled_multipart_upload_is_aborted(s3_server: S3Server, tmp_
             await upload
         assert await s3_server.uploads("cancel/") == []  # aborted: no parts left stored (and billed)
         assert not await storage.exists(key) and not scratch.exists()
+
+
+async def test_scratch_older_than_any_run_is_swept(s3_server: S3Server, tmp_path: Path) -> None:
+    """A worker killed mid-write leaves its scratch file on its host; the job may then run elsewhere."""
+    async with open_s3_storage(options(s3_server, "sweep"), uuid.uuid4(), tmp_path) as storage:
+        stale = await anyio.to_thread.run_sync(storage.scratch_path, uuid.uuid4(), "old.csv")
+        fresh = await anyio.to_thread.run_sync(storage.scratch_path, uuid.uuid4(), "new.csv")
+        for path in (stale, fresh):
+            await anyio.to_thread.run_sync(path.write_text, "half\n")
+        two_days_ago = time.time() - 2 * 86400
+        await anyio.to_thread.run_sync(os.utime, stale, (two_days_ago, two_days_ago))
+        assert await storage.sweep_scratch(older_than_s=86400) == 1
+        assert not stale.parent.exists() and fresh.exists()
 
 
 # --- through the API ---------------------------------------------------------------------------------
