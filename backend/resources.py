@@ -6,18 +6,21 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
 from arq.connections import ArqRedis
 
 from backend.adapters.queue import Queue, connect
-from backend.adapters.s3 import S3Location, S3Options, open_s3_storage
 from backend.adapters.storage import LocalStorage, Storage
 from backend.core.config import Settings
 from backend.db.pool import create_pool
 from backend.domain.job_types import MAX_TIMEOUT_S
 from backend.domain.retry import RetryPolicy
 from backend.repo.deployment import DeploymentRepository
+
+if TYPE_CHECKING:
+    from backend.adapters.s3 import S3Options
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class Resources:
 
 def s3_options(settings: Settings) -> S3Options:
     """The S3 client's options from RESULTS_URL, S3_* and AWS_* settings."""
+    from backend.adapters.s3 import S3Location, S3Options
+
     assert settings.results_url is not None
     secret, token = settings.aws_secret_access_key, settings.aws_session_token
     return S3Options(
@@ -57,6 +62,8 @@ def s3_options(settings: Settings) -> S3Options:
 async def open_storage(settings: Settings, deployment_id: uuid.UUID) -> AsyncIterator[Storage]:
     """The results store RESULTS_URL names (S3, checked at once), else the local folder."""
     if settings.results_in_s3:
+        from backend.adapters.s3 import open_s3_storage  # botocore takes a second to import: only when used
+
         async with open_s3_storage(s3_options(settings), deployment_id, settings.scratch_dir) as storage:
             # A scratch file older than the longest possible run belongs to no live run on this host.
             longest_run_s = max([MAX_TIMEOUT_S, *settings.task_timeouts.values()]) + settings.lease_seconds
