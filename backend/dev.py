@@ -61,6 +61,9 @@ def run_dev(settings: Settings) -> None:
             "RESULTS_DIR": str(settings.resolved_results_dir),
             "BOOTSTRAP_API_KEY": key,
         }
+        # An S3 store is named too (its credentials stay in the caller's environment, not in the file).
+        store = {"RESULTS_URL": settings.results_url, "S3_ENDPOINT_URL": settings.s3_endpoint_url}
+        values.update({name: value for name, value in store.items() if value})
         _write_env(env_file, values)
         env = {**os.environ, **values}
         subprocess.run(platform_command("migrate"), env=env, check=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from backend.cli import migrate
 from backend.core.embedded import EmbeddedPostgres, EmbeddedValkey, create_database, database_url
+from tests.utils.s3 import S3Server
 from tests.utils.stack import TEMPLATE_DB, Stack, open_stack
 
 
@@ -33,6 +35,17 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
             valkey.stop()
         if pg:
             pg.stop()
+
+
+@pytest.fixture(scope="session")
+async def s3_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[S3Server]:
+    """One moto S3 server process for the session, with the `results` bucket (tests use own prefixes)."""
+    server = await asyncio.to_thread(S3Server(tmp_path_factory.mktemp("s3") / "moto.log").start)
+    try:
+        await server.create_bucket()
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
 
 
 @pytest.fixture(scope="session")

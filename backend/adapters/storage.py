@@ -1,12 +1,13 @@
 """Result-file storage behind a small interface; the local folder is the default backend.
 
 Handlers write into a scratch file, then `put` publishes it atomically under its key, so a file is
-never visible half-written. An S3-compatible backend implements the same protocol.
+never visible half-written. The S3-compatible backend (`backend/adapters/s3.py`) implements the same
+protocol; every backend reports its failures as `OSError`s.
 
 A store may be shared by several deployments (each its own database). Every backend is made with this
 deployment's id and marks what it writes with it, so `job_ids` (the orphan sweep's list) never names
-another deployment's files: LocalStorage writes a marker file into each job folder; an S3 backend can
-do the same with a marker object, or keep keys under a deployment prefix.
+another deployment's files: LocalStorage writes a marker file into each job folder; S3Storage keeps
+keys under a deployment prefix.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ MARKER = ".deployment"  # in each job folder: the id of the deployment that made
 log = logging.getLogger(__name__)
 
 
+class StorageError(OSError):
+    """The result store failed (unreachable, refused, misconfigured)."""
+
+
 class Storage(Protocol):
     """Where result files live."""
 
@@ -43,6 +48,10 @@ class Storage(Protocol):
     async def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Open `key` now (FileNotFoundError if it is gone) and return its bytes from `start` to `end`
         inclusive, in large chunks: a caller can still answer 404 before it sends any headers."""
+        ...
+
+    async def redirect_url(self, key: str, disposition: str, content_type: str) -> str | None:
+        """A URL clients can fetch `key` from directly (a presigned GET), or None: stream it instead."""
         ...
 
     async def size(self, key: str) -> int | None:
@@ -92,7 +101,7 @@ def file_key(job_id: uuid.UUID, filename: str) -> str:
     return f"{job_id}/{filename}"
 
 
-def _uuid_or_none(name: str) -> uuid.UUID | None:
+def uuid_or_none(name: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(name)
     except ValueError:
@@ -139,7 +148,7 @@ class LocalStorage:
     def _owner(folder: Path) -> uuid.UUID | None:
         """The deployment named by the folder's marker (FileNotFoundError without one)."""
         with (folder / MARKER).open(errors="replace") as marker:
-            return _uuid_or_none(marker.read(64).strip())
+            return uuid_or_none(marker.read(64).strip())
 
     async def put(self, key: str, scratch: Path) -> None:
         """Atomic rename over any previous version (readers see the old file or the new, never a mix)."""
@@ -165,6 +174,10 @@ class LocalStorage:
                 yield data
         finally:
             await anyio.to_thread.run_sync(handle.close)
+
+    async def redirect_url(self, key: str, disposition: str, content_type: str) -> str | None:
+        """None: a local file is always streamed through the API."""
+        return None
 
     async def size(self, key: str) -> int | None:
         """File size, or None when missing."""
@@ -211,7 +224,7 @@ class LocalStorage:
 
     def _ours(self, entry: os.DirEntry[str]) -> uuid.UUID | None:
         """The job id of a folder this deployment made, else None (errors are logged, never raised)."""
-        job_id = _uuid_or_none(entry.name)
+        job_id = uuid_or_none(entry.name)
         if job_id is None:
             return None
         try:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
 
 from backend.api.deps import AUTH_RESPONSES, OwnedJobDep, StorageDep
 from backend.api.ranges import RangeNotSatisfiable, none_match, parse_range, strong_etag
@@ -22,6 +22,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The file", "content": {"text/csv": {}}},
     206: {"description": "The requested byte range"},
     304: {"description": "Not modified (If-None-Match matched the ETag)"},
+    307: {"description": "With S3_PRESIGNED_DOWNLOADS: fetch the file from this presigned URL"},
     404: {"description": "Job not found, or its file was purged"},
     409: {"description": "The job has not produced a file (yet)"},
     416: {"description": "Range not satisfiable"},
@@ -47,7 +48,9 @@ async def download_result(
     if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
     if_range: Annotated[str | None, Header(alias="If-Range")] = None,
 ) -> Response:
-    """Download the job's file (GET or HEAD); a single `Range` is honoured, `If-None-Match` gives 304."""
+    """Download the job's file (GET or HEAD); a single `Range` is honoured, `If-None-Match` gives 304.
+
+    With presigned downloads on (S3 store), a GET answers 307 to a short-lived URL on the store."""
     meta = job.result_file
     if job.status != JobStatus.COMPLETED or not meta:
         raise ResultNotReady(f"Job is {job.status}; no file to download")
@@ -60,11 +63,14 @@ async def download_result(
     validators = {"ETag": etag, "Cache-Control": "private, max-age=0, must-revalidate"}
     if none_match(if_none_match, etag):
         return Response(status_code=304, headers=validators)
-    headers = {
-        **validators,
-        "Accept-Ranges": "bytes",
-        "Content-Disposition": content_disposition(meta.filename),
-    }
+    disposition = content_disposition(meta.filename)
+    # HEAD is answered here (a presigned URL is signed for GET only); a GET may go straight to the store,
+    # which then serves Range itself.
+    if request.method == "GET":
+        url = await storage.redirect_url(meta.key, disposition, meta.content_type)
+        if url is not None:
+            return RedirectResponse(url, status_code=307, headers=validators)
+    headers = {**validators, "Accept-Ranges": "bytes", "Content-Disposition": disposition}
     try:
         wanted = parse_range(range_, size) if if_range in (None, etag) else None
     except RangeNotSatisfiable:

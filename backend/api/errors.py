@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
+from backend.adapters.storage import StorageError
 from backend.domain import errors
 from backend.domain.job_types import JOB_TYPES
 
@@ -109,6 +110,16 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
+async def storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """503 while the results store cannot be reached (logged; the store's details stay server-side)."""
+    log.error("results store unavailable", extra={"path": request.url.path, "error": str(exc)})
+    return JSONResponse(
+        {"detail": "Result storage is unavailable; try again shortly"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     """Log the stack, answer a bare 500 (no internals leak to clients)."""
     log.exception("unhandled error", extra={"path": request.url.path})
@@ -120,4 +131,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.PlatformError, platform_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(StorageError, storage_unavailable)
     app.add_exception_handler(Exception, unexpected_error)

@@ -30,6 +30,40 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     data_dir: Path = Path(".data")
     results_dir: Path | None = None
+    results_url: str | None = Field(
+        default=None,
+        description="Where result files live: s3://bucket[/prefix] for an S3-compatible store, or "
+        "file:///folder; unset: the local folder RESULTS_DIR.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="An S3-compatible server (MinIO, Ceph, R2, ...); unset: AWS S3."
+    )
+    s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto", description="Bucket in the path or the host name; auto: path with S3_ENDPOINT_URL."
+    )
+    aws_region: str | None = Field(default=None, description="Unset: AWS_DEFAULT_REGION, else us-east-1.")
+    aws_access_key_id: str | None = Field(
+        default=None, description="Unset: the AWS default chain (env, ~/.aws, instance or pod role)."
+    )
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+    s3_part_size_bytes: int = Field(
+        default=16 * 2**20,
+        ge=5 * 2**20,
+        le=5 * 2**30,
+        description="Files larger than this are uploaded in parts of this size (S3: 5 MiB to 5 GiB).",
+    )
+    s3_max_connections: int = Field(
+        default=100, ge=1, description="Connections to the S3 store per process (a download holds one)."
+    )
+    s3_presigned_downloads: bool = Field(
+        default=False,
+        description="Downloads answer 307 to a presigned GET URL on the store instead of streaming through "
+        "the API (the store must be reachable by clients at S3_ENDPOINT_URL).",
+    )
+    s3_presign_seconds: int = Field(
+        default=300, ge=10, le=7 * 86400, description="How long a presigned download URL works."
+    )
     bootstrap_api_key: str | None = None
     port: int = 8000
     host: str = "127.0.0.1"
@@ -146,6 +180,17 @@ class Settings(BaseSettings):
     def _asyncpg_dsn(cls, value: str | None) -> str | None:
         return to_asyncpg_url(value) if value else value
 
+    @field_validator("results_url")
+    @classmethod
+    def _results_url_form(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("s3://", "file://")):
+            raise ValueError("must be s3://bucket[/prefix] or file:///folder (or unset: RESULTS_DIR)")
+        if value and value.startswith("s3://"):
+            from backend.adapters.s3 import S3Location
+
+            S3Location.parse(value)
+        return value
+
     @field_validator("rate_limit")
     @classmethod
     def _rate_limit_form(cls, value: str | None) -> str | None:
@@ -189,8 +234,20 @@ class Settings(BaseSettings):
 
     @property
     def resolved_results_dir(self) -> Path:
-        """Where result files live (`RESULTS_DIR`, else `$DATA_DIR/results`)."""
+        """The local results folder (`RESULTS_URL=file://…`, else `RESULTS_DIR`, else `$DATA_DIR/results`)."""
+        if self.results_url and self.results_url.startswith("file://"):
+            return Path(self.results_url.removeprefix("file://")).resolve()
         return (self.results_dir or self.data_dir / "results").resolve()
+
+    @property
+    def results_in_s3(self) -> bool:
+        """Whether result files live in an S3-compatible store (`RESULTS_URL=s3://…`)."""
+        return bool(self.results_url and self.results_url.startswith("s3://"))
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Where workers write result files before uploading them to an S3 store (`$DATA_DIR/scratch`)."""
+        return (self.data_dir / "scratch").resolve()
 
     def require_database_url(self) -> str:
         """The database URL, or a clear error when nothing resolved it."""

@@ -8,14 +8,13 @@ import hashlib
 import io
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 
-from backend.adapters.storage import MARKER, LocalStorage, file_key
+from backend.adapters.storage import MARKER
 from tests.utils.stack import Stack, submit, wait_for
 from worker.context import Progress
 from worker.files import HashingWriter
@@ -158,50 +157,3 @@ async def test_report_killed_mid_write_is_rerun_into_exactly_one_file(isolated: 
         head = await client.head(meta["url"])
         assert head.status_code == 200 and int(head.headers["content-length"]) == meta["size_bytes"]
         assert await anyio.to_thread.run_sync(file_sha256, path) == meta["sha256"]
-
-
-# --- local storage -----------------------------------------------------------------------------------
-
-
-async def test_local_storage_put_replaces_atomically_and_streams_ranges(tmp_path: Path) -> None:
-    storage = LocalStorage(tmp_path / "results", uuid.uuid4())
-    job_id = uuid.uuid4()
-    key = file_key(job_id, "out.bin")
-    assert not await storage.exists(key) and await storage.size(key) is None
-    for content in (b"first version", bytes(range(256)) * 10_000):
-        scratch = storage.scratch_path(job_id, "out.bin")
-        scratch.write_bytes(content)
-        await storage.put(key, scratch)
-    assert await storage.size(key) == 2_560_000
-    assert sorted(p.name for p in (tmp_path / "results" / str(job_id)).iterdir()) == [MARKER, "out.bin"]
-    whole = b"".join([chunk async for chunk in await storage.stream(key)])
-    assert whole == bytes(range(256)) * 10_000
-    chunks = [chunk async for chunk in await storage.stream(key, 1000, 2_000_999)]
-    assert max(len(c) for c in chunks) == 1024 * 1024 and len(chunks) == 2  # large chunks
-    assert b"".join(chunks) == whole[1000:2_001_000]
-    assert await storage.delete(key) and not await storage.exists(key)
-    assert not await storage.delete(key)
-
-
-async def test_local_storage_clears_scratch_and_job_files(tmp_path: Path) -> None:
-    storage = LocalStorage(tmp_path, uuid.uuid4())
-    job_id = uuid.uuid4()
-    storage.scratch_path(job_id, "a.csv").write_bytes(b"half")
-    kept = storage.scratch_path(job_id, "a.csv")
-    kept.write_bytes(b"done")
-    await storage.put(file_key(job_id, "a.csv"), kept)
-    storage.scratch_path(job_id, "a.csv").write_bytes(b"half again")
-    await storage.clear_scratch(job_id)
-    assert sorted(p.name for p in (tmp_path / str(job_id)).iterdir()) == [MARKER, "a.csv"]
-    assert await storage.job_ids() == [job_id]
-    assert await storage.delete_job_files(job_id) == 1
-    assert await storage.job_ids() == []
-
-
-async def test_stream_of_a_missing_file_fails_before_any_byte(tmp_path: Path) -> None:
-    storage = LocalStorage(tmp_path, uuid.uuid4())
-    try:
-        await storage.stream(file_key(uuid.uuid4(), "gone.csv"))
-    except FileNotFoundError:
-        return
-    raise AssertionError("a missing file must fail when opened, before a response starts")

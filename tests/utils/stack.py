@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from backend.core.config import Settings
 from backend.core.embedded import EmbeddedValkey, create_database, database_url, free_port
@@ -53,6 +54,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a subprocess read exactly these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
     for name, value in settings.model_dump(mode="json").items():
+        if isinstance(secret := getattr(settings, name), SecretStr):
+            value = secret.get_secret_value()  # dumped as "**********" otherwise
         if value is not None:
             env[name.upper()] = json.dumps(value) if isinstance(value, dict | list) else str(value)
     env["PYTHONUNBUFFERED"] = "1"
