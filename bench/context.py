@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from backend.core.config import Settings
 from bench.http import build_request, run_load
 from bench.report import Report
 from bench.sizes import Sizes
@@ -48,6 +49,13 @@ class Context:
                 "bench client": lambda: [os.getpid()],
             }
         )
+
+    def setting(self, name: str) -> Any:
+        """A platform setting as the bench's platform processes see it: the default unless `--set` changed
+        it."""
+        default = Settings.model_fields[name].default
+        raw = self.platform.settings.get(name.upper())
+        return default if raw is None else type(default)(raw)
 
     @property
     def headers(self) -> dict[str, str]:

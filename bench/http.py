@@ -49,7 +49,9 @@ class Connection:
         status = int(head[9:12])
         lower = head.lower()
         at = lower.find(b"\r\ncontent-length:")
-        if at >= 0:
+        if status in (204, 304):  # no body, whatever the headers say
+            body = b""
+        elif at >= 0:
             body = await self.reader.readexactly(int(lower[at + 17 : lower.index(b"\r\n", at + 2)]))
         elif b"\r\ntransfer-encoding: chunked" in lower:
             body = await self._chunked()

@@ -101,6 +101,42 @@ async def _download(ctx: Context, out: list[str]) -> None:
             await asyncio.to_thread(download, ctx.platform.port, path, ctx.headers)
 
 
+async def _batches(ctx: Context, out: list[str]) -> None:
+    from bench.scenarios import batches
+
+    assert ctx.platform.api is not None
+    headers, owner = await batches.new_key(ctx, "profile-batches")
+    request = build_request("POST", "/batches", headers, batches.BATCH_BODY)
+    try:
+        async with recording(ctx, {"API": ctx.platform.api}, "POST /batches under load", out):
+            await run_load(
+                ctx.platform.port, ctx.sizes.clients, lambda _: request, duration=ctx.sizes.profile_seconds
+            )
+    finally:
+        await batches.purge(ctx, [owner])
+
+
+async def _webhooks(ctx: Context, out: list[str]) -> None:
+    """The sender with its rounds back to back (under the default poll the worker idles between rounds,
+    and py-spy samples CPU only: the same profile, with fewer samples)."""
+    from bench.scenarios import webhooks
+
+    n = ctx.sizes.webhook_jobs
+    receiver = webhooks.Receiver(ctx)
+    try:
+        await receiver.ready()
+        owner, _ = await webhooks.held_outbox(ctx, receiver, n)
+        await ctx.db.execute(webhooks.HOLD_ALL, owner)  # not due until the profile runs
+        worker = await ctx.platform.spawn_worker(**webhooks.TIGHT)
+        title = "webhook sender, WEBHOOK_POLL_SECONDS=0.001"
+        async with recording(ctx, {"worker": worker}, title, out):
+            await ctx.db.execute(webhooks.REDELIVER_ALL, owner)
+            await webhooks.wait_delivered(ctx, owner, n, worker)
+    finally:
+        ctx.platform.stop_workers()
+        receiver.stop()
+
+
 async def _rss(ctx: Context, out: list[str]) -> None:
     out += [
         "### peak RSS",
@@ -117,6 +153,8 @@ WORKLOADS: dict[str, Callable[[Context, list[str]], Awaitable[None]]] = {
     "csv": _csv,
     "download": _download,
     "rss": _rss,
+    "batches": _batches,
+    "webhooks": _webhooks,
 }
 
 

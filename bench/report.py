@@ -41,6 +41,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def scenario_order(label: str) -> tuple[int, str]:
+    """Sorts "10 Webhooks" after "9 ..." (by the leading number, then the text)."""
+    number = label.split(" ", 1)[0]
+    return (int(number) if number.isdigit() else 1_000_000, label)
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
@@ -118,7 +124,7 @@ class Report:
     def details(self) -> list[str]:
         """The notes under each scenario's heading (CPU shares: 100% = one core busy)."""
         parts = []
-        for scenario, notes in sorted(self.notes.items()):
+        for scenario, notes in sorted(self.notes.items(), key=lambda item: scenario_order(item[0])):
             parts += [f"**{scenario}**", "", *[f"- {n}" for n in notes], ""]
         return parts
 

@@ -12,21 +12,34 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench.context import Context
-from bench.report import Report, machine_info
-from bench.scenarios import api_load, csv_gen, dispatch, download, queueing, recovery, stats
+from bench.report import Report, machine_info, scenario_order
+from bench.scenarios import (
+    api_load,
+    batches,
+    csv_gen,
+    dispatch,
+    download,
+    queueing,
+    recovery,
+    stats,
+    webhooks,
+)
 from bench.sizes import DEFAULT, TINY
 from bench.stack import Platform, Processes, Servers, pg_connect
 
 HERE = Path(__file__).resolve().parent
 
-# Run order: scenario 3 late, so no worker drains the jobs it piles up (8, which runs workers, goes before
-# it), and 7 after it, so its million rows weigh on no other scenario; the table is sorted by number.
+# Run order: scenario 3 late, so no worker drains the jobs it piles up (8 and 10, which run workers, go
+# before it), 9 (no worker either; it deletes its jobs afterwards) beside it, and 7 after them, so its
+# million rows weigh on no other scenario; the table is sorted by number.
 SCENARIOS: dict[str, Callable[[Context], Awaitable[None]]] = {
     "1,2": queueing.run,
     "4": csv_gen.run,
     "5": download.run,
     "6": recovery.run,
     "8": dispatch.run,
+    "10": webhooks.run,
+    "9": batches.run,
     "3": api_load.run,
     "7": stats.run,
 }
@@ -119,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         traceback.print_exc()
         report.failures.append(f"run: {type(exc).__name__}: {exc}")
-    report.rows.sort(key=lambda r: r.scenario)
+    report.rows.sort(key=lambda r: scenario_order(r.scenario))
     print(report.table())
     print()
     print("\n".join(report.targets_summary()))

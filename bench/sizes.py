@@ -32,6 +32,11 @@ class Sizes:
     fair_light_gap_s: float = 0.05
     fair_workers: int = 2
     dispatch_rounds: int = 2  # plain / with priorities and caps, alternated, each this many times
+    batch_single_jobs: int = 4000  # scenario 9: POST /jobs requests (one job each)
+    batch_requests: int = 64  # scenario 9: POST /batches requests (1,000 jobs each)
+    batch_rounds: int = 2  # scenario 9: single and batch submissions alternated this many times
+    batch_alone_requests: int = 10  # scenario 9: batch requests one at a time, for their latency alone
+    webhook_jobs: int = 2000  # scenario 10: deliveries in the outbox
 
 
 DEFAULT = Sizes(name="default")
@@ -58,4 +63,9 @@ TINY = Sizes(
     fair_light_jobs=10,
     fair_light_gap_s=0.02,
     dispatch_rounds=1,
+    batch_single_jobs=100,
+    batch_requests=3,
+    batch_rounds=1,
+    batch_alone_requests=2,
+    webhook_jobs=60,
 )

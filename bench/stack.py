@@ -184,6 +184,9 @@ class Platform:
             # The bench drives all its load through one API key: it stands for many clients, so the
             # per-key waiting limit would stop scenario 3's burst; the check itself still runs.
             MAX_WAITING_JOBS_PER_KEY="1000000",
+            # Scenario 10's webhook receiver listens on loopback, which webhooks may only reach with this
+            # (it changes nothing else: no other scenario's jobs have a webhook_url).
+            WEBHOOK_ALLOW_PRIVATE="true",
             **{**self.settings, **overrides},
         )
 

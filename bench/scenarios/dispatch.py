@@ -26,7 +26,6 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from backend.adapters.queue import Queue, connect, delivery_id
-from backend.core.config import Settings
 from backend.core.ids import uuid7
 from backend.domain.payloads import SleepPayload
 from backend.domain.records import Delivery
@@ -52,13 +51,6 @@ DRAINED = (
     "FROM jobs WHERE owner_id = $1 AND status = 'completed'"
 )
 HEAVY = "fair-heavy"
-
-
-def _setting(ctx: Context, name: str) -> Any:
-    """A platform setting as the bench's platform processes see it: the default unless `--set` changed it."""
-    default = Settings.model_fields[name].default
-    raw = ctx.platform.settings.get(name.upper())
-    return default if raw is None else type(default)(raw)
 
 
 def _waits_text(waits: list[float]) -> str:
@@ -110,7 +102,7 @@ async def _seed_flood(ctx: Context, system: PlatformSystem, queue: Queue, n: int
     owner = system.owners[HEAVY]
     ids = [uuid7() for _ in range(n)]
     started = time.monotonic()
-    await ctx.db.execute(SEED, ids, owner, json.dumps(payload), _setting(ctx, "default_max_attempts"))
+    await ctx.db.execute(SEED, ids, owner, json.dumps(payload), ctx.setting("default_max_attempts"))
     inserted = time.monotonic()
     for at in range(0, n, SEED_CHUNK):
         chunk = [Delivery(job_id, 0, None, owner, 0) for job_id in ids[at : at + SEED_CHUNK]]
@@ -142,9 +134,9 @@ async def _fair_share(ctx: Context, system: PlatformSystem) -> None:
     redis: ArqRedis = await connect(ctx.servers.redis_url)
     queue = Queue(
         redis,
-        _setting(ctx, "queue_name"),
-        _setting(ctx, "queue_horizon_seconds"),
-        _setting(ctx, "lease_seconds"),
+        ctx.setting("queue_name"),
+        ctx.setting("queue_horizon_seconds"),
+        ctx.setting("lease_seconds"),
     )
     try:
         for _ in range(s.fair_workers):
@@ -169,7 +161,7 @@ async def _fair_share(ctx: Context, system: PlatformSystem) -> None:
         )
         done, first, last = await ctx.db.fetchrow(DRAINED, system.owners[HEAVY])
         heavy_rate = done / float(last - first)
-        slots = s.fair_workers * _setting(ctx, "worker_concurrency")
+        slots = s.fair_workers * ctx.setting("worker_concurrency")
         turn = slots / heavy_rate
     finally:
         await redis.aclose()
