@@ -11,6 +11,7 @@ themselves), no redirects (a 3xx is an answer like any other non-2xx), 5 s for t
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -35,9 +36,12 @@ class PostOutcome:
 async def resolve(host: str, port: int, allow_private: bool) -> str:
     """One address of `host` that may be reached; DestinationRefused if any address it has may not (a
     name that resolves to both a public and a private address is refused: the client could pick either)."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses = [str(info[4][0]) for info in infos]
+    try:
+        addresses = [str(ipaddress.ip_address(host))]  # an IP literal: no lookup (a thread hop each time)
+    except ValueError:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = [str(info[4][0]) for info in infos]
     if not addresses:
         raise DestinationRefused("the host has no address")
     if not allow_private and any(refused_address(a) for a in addresses):
