@@ -117,8 +117,7 @@ async def _batches(ctx: Context, out: list[str]) -> None:
 
 
 async def _webhooks(ctx: Context, out: list[str]) -> None:
-    """The sender with its rounds back to back (under the default poll the worker idles between rounds,
-    and py-spy samples CPU only: the same profile, with fewer samples)."""
+    """The sender sending a full outbox."""
     from bench.scenarios import webhooks
 
     n = ctx.sizes.webhook_jobs
@@ -127,8 +126,8 @@ async def _webhooks(ctx: Context, out: list[str]) -> None:
         await receiver.ready()
         owner, _ = await webhooks.held_outbox(ctx, receiver, n)
         await ctx.db.execute(webhooks.HOLD_ALL, owner)  # not due until the profile runs
-        worker = await ctx.platform.spawn_worker(**webhooks.TIGHT)
-        title = "webhook sender, WEBHOOK_POLL_SECONDS=0.001"
+        worker = await ctx.platform.spawn_worker()
+        title = "webhook sender"
         async with recording(ctx, {"worker": worker}, title, out):
             await ctx.db.execute(webhooks.REDELIVER_ALL, owner)
             await webhooks.wait_delivered(ctx, owner, n, worker)

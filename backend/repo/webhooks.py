@@ -41,20 +41,25 @@ CLAIM = f"""
            {", ".join(f"j.{c}" for c in JOB_COLUMNS)}
     FROM claimed c JOIN jobs j ON j.id = c.job_id
 """
-# One attempt's end in one statement: its log row, then the delivery delivered ($6), or due again after the
-# back-off ($7 s), or given up once that would pass give_up_at; fenced by the attempt that claimed it.
+# Attempts' ends in one statement: their log rows, then each delivery delivered, or due again after its
+# back-off, or given up once that would pass give_up_at; each fenced by the attempt that claimed it.
 FINISH = """
-    WITH logged AS (
+    WITH e AS (
+        SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::int[], $5::text[], $6::int[],
+                             $7::bool[], $8::float8[])
+            AS e(id, attempts, at, status_code, error, ms, delivered, retry_in)
+    ), logged AS (
         INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, error, duration_ms)
-        VALUES ($1, $2, $3, $4, $5)
+        SELECT id, at, status_code, error, ms FROM e
     )
-    UPDATE webhook_deliveries SET
-        status = CASE WHEN $6 THEN 'delivered'
-                      WHEN now() + make_interval(secs => $7) > give_up_at THEN 'failed'
+    UPDATE webhook_deliveries d SET
+        status = CASE WHEN e.delivered THEN 'delivered'
+                      WHEN now() + make_interval(secs => e.retry_in) > d.give_up_at THEN 'failed'
                       ELSE 'pending' END,
-        delivered_at = CASE WHEN $6 THEN now() END,
-        next_attempt_at = CASE WHEN $6 THEN next_attempt_at ELSE now() + make_interval(secs => $7) END
-    WHERE id = $1 AND attempts = $8 AND status = 'pending'
+        delivered_at = CASE WHEN e.delivered THEN now() END,
+        next_attempt_at = CASE WHEN e.delivered THEN d.next_attempt_at
+                               ELSE now() + make_interval(secs => e.retry_in) END
+    FROM e WHERE d.id = e.id AND d.attempts = e.attempts AND d.status = 'pending'
 """
 OF_JOB = "SELECT * FROM webhook_deliveries WHERE job_id = $1 ORDER BY created_at, id"
 ATTEMPTS_OF = "SELECT * FROM webhook_attempts WHERE delivery_id = ANY($1::uuid[]) ORDER BY id"
@@ -92,19 +97,20 @@ class WebhookRepository:
         """Up to `limit` due deliveries, claimed for one attempt each, with their jobs' columns."""
         return list(await self.db.fetch(CLAIM, limit, float(lease_s)))
 
-    async def finish(self, attempt: AttemptEnd) -> None:
-        """Record one POST and what it means for the delivery."""
-        await self.db.execute(
-            FINISH,
-            attempt.delivery_id,
-            attempt.at,
-            attempt.status_code,
-            attempt.error,
-            attempt.duration_ms,
-            attempt.delivered,
-            float(attempt.retry_in_s),
-            attempt.attempts,
+    async def finish(self, ends: Sequence[AttemptEnd]) -> list[None]:
+        """Record POSTs and what they mean for their deliveries, in one statement."""
+        columns = (
+            [e.delivery_id for e in ends],
+            [e.attempts for e in ends],
+            [e.at for e in ends],
+            [e.status_code for e in ends],
+            [e.error for e in ends],
+            [e.duration_ms for e in ends],
+            [e.delivered for e in ends],
+            [float(e.retry_in_s) for e in ends],
         )
+        await self.db.execute(FINISH, *columns)
+        return [None] * len(ends)
 
     async def of_job(self, job_id: uuid.UUID) -> list[asyncpg.Record]:
         """The job's deliveries, oldest first."""

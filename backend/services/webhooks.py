@@ -27,6 +27,7 @@ import asyncpg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from backend.adapters.webhook_http import WebhookPoster
+from backend.core.batching import GroupCommit
 from backend.core.config import Settings
 from backend.db.pool import Executor
 from backend.domain.errors import JobStateConflict
@@ -175,6 +176,7 @@ class WebhookSender:
         self.poster = WebhookPoster(settings.webhook_allow_private)
         self.secrets = WebhookService(settings, pool)
         self._signing: dict[uuid.UUID, tuple[float, list[str]]] = {}
+        self._record = GroupCommit(self.repo.finish)  # attempts ending together: one statement
         self.in_flight: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
 
@@ -192,8 +194,9 @@ class WebhookSender:
                 self._start(row)
             if len(claimed) < room:  # nothing more is due now
                 await asyncio.sleep(poll * random.uniform(0.8, 1.2))
-            self._slot_freed.clear()
-            if len(self.in_flight) >= SEND_CONCURRENCY:
+            # Claim again once half the slots are free: one claim for many deliveries, not one each.
+            while len(self.in_flight) > SEND_CONCURRENCY // 2:
+                self._slot_freed.clear()
                 await self._slot_freed.wait()
 
     def _start(self, row: asyncpg.Record) -> None:
@@ -240,7 +243,7 @@ class WebhookSender:
             duration_ms=int((time.monotonic() - clock) * 1000),
             retry_in_s=backoff_s(attempts, self.settings.webhook_backoff_seconds),
         )
-        await self.repo.finish(end)
+        await self._record.submit(end)
         extra: dict[str, Any] = {"webhook_id": msg_id, "job_id": str(job.id), "attempt": attempts}
         if end.delivered:
             log.info("webhook delivered", extra={**extra, "status_code": outcome.status_code})
