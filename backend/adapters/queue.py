@@ -76,23 +76,32 @@ local function place(queue, vfinish, vtime, member, owner, priority)
 end
 """
 
-# The same keys arq's `enqueue_job` writes (the job key with the message, and the queue entry), in one
-# atomic round trip, unless the delivery exists. KEYS: job, result, queue, delayed, delayed meta,
-# finish tags, virtual time. ARGV: message, ttl ms, due ms, delivery id, owner, priority, now ms.
+# The same keys arq's `enqueue_job` writes (the job key with the message, and the queue entry) for any
+# number of deliveries, in one atomic round trip, skipping those that exist. KEYS: queue, delayed, delayed
+# meta, finish tags, virtual time. ARGV: now ms, then per delivery: delivery id, message, ttl ms, due ms,
+# owner, priority. (The job and result keys are named from the delivery id, as arq names them.)
 ENQUEUE_LUA = (
     PLACE_LUA
-    + """
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if tonumber(ARGV[3]) > tonumber(ARGV[7]) then
-  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[4])
-  redis.call('HSET', KEYS[5], ARGV[4], ARGV[5] .. '|' .. ARGV[6])
-else
-  place(KEYS[3], KEYS[6], KEYS[7], ARGV[4], ARGV[5], tonumber(ARGV[6]))
+    + f"""
+local now, added = tonumber(ARGV[1]), 0
+for i = 2, #ARGV, 6 do
+  local id, due = ARGV[i], tonumber(ARGV[i + 3])
+  local job = '{job_key_prefix}' .. id
+  if redis.call('EXISTS', job, '{result_key_prefix}' .. id) == 0 then
+    redis.call('SET', job, ARGV[i + 1], 'PX', ARGV[i + 2])
+    if due > now then
+      redis.call('ZADD', KEYS[2], due, id)
+      redis.call('HSET', KEYS[3], id, ARGV[i + 4] .. '|' .. ARGV[i + 5])
+    else
+      place(KEYS[1], KEYS[4], KEYS[5], id, ARGV[i + 4], tonumber(ARGV[i + 5]))
+    end
+    added = added + 1
+  end
 end
-return 1
+return added
 """
 )
+ENQUEUE_CHUNK = 1000  # deliveries per script call: a bounded time inside Redis
 
 # Move deliveries that came due from the delayed set into the queue. KEYS: delayed, delayed meta,
 # queue, finish tags, virtual time. ARGV: now ms, most to move.
@@ -167,42 +176,34 @@ class Queue:
         return await self.enqueue_many([delivery]) == 1
 
     async def enqueue_many(self, deliveries: Sequence[Delivery]) -> int:
-        """Enqueue deliveries in one round trip; returns how many were added."""
+        """Enqueue deliveries with one script call per ENQUEUE_CHUNK (one round trip for a batch of 1,000);
+        returns how many were added."""
         now_ms = int(time.time() * 1000)
-        calls = [call for d in deliveries if (call := self._enqueue_call(d, now_ms)) is not None]
-        if not calls:
+        args = [arg for d in deliveries for arg in self._enqueue_args(d, now_ms)]
+        if not args:
             return 0
+        keys = [self.name, self.delayed, self.delayed_meta, self.finish_tags, self.virtual_time]
+        step = 6 * ENQUEUE_CHUNK
+        added = 0
         try:
-            if len(calls) == 1:  # the hot path: one EVALSHA, no pipeline
-                added = [await self._enqueue_script(keys=calls[0][0], args=calls[0][1])]
-            else:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for keys, args in calls:
-                        await self._enqueue_script(keys=keys, args=args, client=pipe)
-                    added = await pipe.execute()
+            for start in range(0, len(args), step):
+                added += int(
+                    await self._enqueue_script(keys=keys, args=[now_ms, *args[start : start + step]])
+                )
         except Exception as exc:  # any Redis failure: the rows are safe, reconcile re-enqueues them
-            log.warning("enqueue failed", extra={"deliveries": len(calls), "error": type(exc).__name__})
-            return 0
-        return sum(1 for a in added if a)
+            log.warning("enqueue failed", extra={"deliveries": len(args) // 6, "error": type(exc).__name__})
+        return added
 
-    def _enqueue_call(self, d: Delivery, now_ms: int) -> tuple[list[str], list[Any]] | None:
+    def _enqueue_args(self, d: Delivery, now_ms: int) -> list[Any]:
+        """The script's six arguments for one delivery; none if it is due beyond the horizon."""
         due_ms = max(now_ms, int(d.run_at.timestamp() * 1000)) if d.run_at else now_ms
         if due_ms - now_ms > self.horizon_ms:
-            return None
+            return []
         arq_id = delivery_id(d.job_id, d.attempts)
         message = serialize_job(RUN_JOB, (str(d.job_id),), {}, None, now_ms, serializer=dump_message)
-        keys = [
-            job_key_prefix + arq_id,
-            result_key_prefix + arq_id,
-            self.name,
-            self.delayed,
-            self.delayed_meta,
-            self.finish_tags,
-            self.virtual_time,
-        ]
         owner = str(d.owner_id) if d.owner_id else SHARED_LANE
         ttl_ms = due_ms - now_ms + expires_extra_ms
-        return keys, [message, ttl_ms, due_ms, arq_id, owner, d.priority, now_ms]
+        return [arq_id, message, ttl_ms, due_ms, owner, d.priority]
 
     async def promote_due(self) -> int:
         """Move deliveries that came due into the queue, in fair-share and priority order (every worker

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from backend.api.deps import AUTH_RESPONSES, CurrentKey, IdempotencyDep, JobServiceDep, StateDep
-from backend.api.jobs import SSE_RETRY_MS, SUBMIT_RESPONSES
+from backend.api.jobs import SSE_RETRY_MS, SUBMIT_RESPONSES, submitted
 from backend.api.json_body import JsonBodyRoute
 from backend.domain.batches import BatchCreate, BatchCreated, BatchView
 from backend.domain.records import BatchRecord
@@ -36,11 +36,7 @@ async def submit_batch(
 ) -> Response:
     """Submit 1-1,000 jobs at once: all are stored in one transaction, or none (a bad one is a 422 naming
     `jobs[i]`). In `depends_on`, `#i` names the batch's job at index i (an earlier one)."""
-    outcome = await service.submit_batch(key.id, body, idempotency, show_owner=key.is_admin)
-    headers = {"Location": outcome.location} if outcome.location else {}
-    if outcome.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
+    return submitted(await service.submit_batch(key.id, body, idempotency, show_owner=key.is_admin))
 
 
 @router.get("/{batch_id}", responses=NOT_FOUND)

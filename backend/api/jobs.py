@@ -41,6 +41,7 @@ from backend.domain.jobs import (
 )
 from backend.domain.lifecycle import Event
 from backend.repo.jobs import JobFilters
+from backend.services.jobs import Submitted
 from backend.services.watch import event_id, job_updates
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JsonBodyRoute, responses=AUTH_RESPONSES)
@@ -72,10 +73,17 @@ async def submit_job(
     body: Annotated[JobCreate, Body()], key: CurrentKey, service: JobServiceDep, idempotency: IdempotencyDep
 ) -> Response:
     """Submit a job: stored before this returns, run by a worker soon after (or at `scheduled_at`)."""
-    outcome = await service.submit(key.id, body, idempotency, show_owner=key.is_admin)
+    return submitted(await service.submit(key.id, body, idempotency, show_owner=key.is_admin))
+
+
+def submitted(outcome: Submitted) -> Response:
+    """A submission's response: the stored or fresh body, `Location`, and `Idempotent-Replayed` on a
+    replay."""
     headers = {"Location": outcome.location} if outcome.location else {}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
+    if isinstance(outcome.body, str):
+        return Response(outcome.body, outcome.status_code, headers, media_type="application/json")
     return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
 
 

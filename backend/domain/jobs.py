@@ -263,7 +263,9 @@ class JobPublic(BaseModel):
     def of(cls, job: JobRecord, show_owner: bool = False) -> Self:
         """The API view of a job record; `owner_id` only for an admin's view (`show_owner`)."""
         view = cls.model_validate(job)
-        return view if show_owner else view.model_copy(update={"owner_id": None})
+        if not show_owner:
+            view.owner_id = None  # a fresh model of our own: no copy needed
+        return view
 
 
 class RunView(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import json
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -59,9 +60,14 @@ class Submitted:
     """The response to a submission, fresh or replayed."""
 
     status_code: int
-    body: dict[str, Any]
+    body: dict[str, Any] | str  # a JSON object, or its text (a batch's, serialized by pydantic's core)
     location: str | None
     replayed: bool
+
+    def json_body(self) -> dict[str, Any]:
+        """The body as an object (for the idempotency record)."""
+        body: dict[str, Any] = json.loads(self.body) if isinstance(self.body, str) else self.body
+        return body
 
 
 class Keyed(Protocol):
@@ -272,7 +278,7 @@ class JobService:
                     outcome = respond(jobs)
                     if idem is not None:
                         req = idem.request(request)
-                        response = StoredResponse(req.fingerprint, 201, outcome.body, outcome.location)
+                        response = StoredResponse(req.fingerprint, 201, outcome.json_body(), outcome.location)
                         if not await keys.store_first(
                             owner_id, req.key, ttl, response, jobs[0].id if not in_batch else None
                         ):
@@ -342,7 +348,9 @@ class JobService:
                 done=all(j.status.is_terminal for j in jobs),
                 jobs=[JobPublic.of(j, show_owner) for j in jobs],
             )
-            return Submitted(201, view.model_dump(mode="json"), batch_location(batch[0]), replayed=False)
+            # 1,000 job views: serialized straight to text by pydantic-core (model_dump then json.dumps
+            # was a quarter of a batch request's time)
+            return Submitted(201, view.model_dump_json(), batch_location(batch[0]), replayed=False)
 
         return await self._store(owner_id, body.jobs, batch, ids, ("body", "jobs"), respond, idem, body)
 

@@ -466,4 +466,4 @@ async def submit(
         outcome = await service.submit(user.principal.id, body, None, show_owner=user.is_admin)
     except QuotaExceeded as exc:
         return _submit_page(request, user, forms, chosen, str(exc), 429)
-    return RedirectResponse(f"/ui/jobs/{outcome.body['id']}", status_code=303)
+    return RedirectResponse(f"/ui/jobs/{outcome.json_body()['id']}", status_code=303)
