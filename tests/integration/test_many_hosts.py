@@ -376,13 +376,21 @@ async def test_two_apis_and_killed_workers_on_shared_services_lose_and_repeat_no
     check_runs_exactly_once(runs, {j["id"] for j in jobs})
     check_schedule_fired_once_per_slot([j for j in jobs if j["schedule_id"] == schedule_id])
 
-    # Every report: one object in the store (earlier attempts' files pruned), the bytes of its seed from
-    # either API, no upload left open; the expired jobs' objects gone.
+    # Every report: its recorded object in the store, and no other unless a run of it was cut off by a
+    # kill (a worker killed between its completion and pruning the earlier run's file leaves that file,
+    # until purge removes the job); the bytes of its seed from either API; no upload left open; the
+    # expired jobs' objects gone.
     reports = [j for j in jobs if j["type"] == "csv_report"]
     assert len(reports) == JOBS // 10 and downloads == len(reports)
-    per_job = Counter(k.removeprefix(store_prefix).split("/")[0] for k in stored)
-    assert {job_id: per_job[job_id] for job_id in (j["id"] for j in reports)} == {j["id"]: 1 for j in reports}
-    assert not any(per_job[job_id] for job_id in expired), "purge left files of expired jobs"
+    objects: dict[str, set[str]] = defaultdict(set)
+    for name in stored:
+        relative = name.removeprefix(store_prefix)
+        objects[relative.split("/")[0]].add(relative)
+    interrupted = {r["job_id"] for r in runs if r["outcome"] == "lost"}
+    for job in reports:
+        assert job["result_file"]["key"] in objects[job["id"]], (job["id"], objects[job["id"]])
+        assert len(objects[job["id"]]) == 1 or job["id"] in interrupted, (job["id"], objects[job["id"]])
+    assert not any(objects[job_id] for job_id in expired), "purge left files of expired jobs"
     assert uploads == []
 
     # Purge from two hosts at once (and any worker cron): each expired job and its file removed once.
