@@ -288,7 +288,7 @@ async def test_two_apis_and_killed_workers_on_shared_services_lose_and_repeat_no
                 1,
                 "POST",
                 "/schedules",
-                json={"name": "tick", "every_seconds": 1, "job": {**job_body(4, rng), "max_attempts": 20}},
+                json={"name": "tick", "every_seconds": 1, "job": job_body(4, rng)},
             )
             assert schedule.status_code == 201, schedule.text
             schedule_id = schedule.json()["id"]
@@ -318,7 +318,9 @@ async def test_two_apis_and_killed_workers_on_shared_services_lose_and_repeat_no
             side = asyncio.gather(restart_an_api(), purge_midway())
             # One host lost at a time: the next kill waits for the last replacement to be up, so two
             # workers always serve (killing starting ones too left none, for 20 s on a loaded machine).
+            give_up = time.monotonic() + 180
             while (not submitting.done() and fleet.kills < MAX_KILLS) or fleet.kills < MIN_KILLS:
+                assert time.monotonic() < give_up, f"replacement workers did not start: {stack.tmp}"
                 await asyncio.sleep(KILL_EVERY_S)
                 if fleet.all_workers_ready():
                     fleet.kill_a_worker(rng)
