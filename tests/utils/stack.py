@@ -204,6 +204,33 @@ def read_log(path: Path) -> str:
     return path.read_text(errors="replace")
 
 
+class ApiProcess(ChildProcess):
+    """A real `jobplatform api` (uvicorn) process on a fixed port, so it can be killed and started again."""
+
+    def __init__(self, settings: Settings, log_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        env = {**settings_env(settings), "PORT": str(self.port), "HOST": "127.0.0.1"}
+        super().__init__(platform_command("api"), env=env, cwd=ROOT, log_path=log_path)
+        self.settings = settings
+
+    @property
+    def base_url(self) -> str:
+        """Where it serves."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def ready(self, timeout: float = 60) -> None:  # noqa: ASYNC109
+        """Wait until `/health` answers (fail with the log if the process exits or takes too long)."""
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(base_url=self.base_url) as probe:
+            while time.monotonic() < deadline:
+                assert self.alive(), read_log(self.log_path) if self.log_path else "API exited"
+                with contextlib.suppress(httpx.TransportError):
+                    if (await probe.get("/health")).status_code == 200:
+                        return
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"API did not start: {read_log(self.log_path) if self.log_path else ''}")
+
+
 @contextlib.asynccontextmanager
 async def serve_api(settings: Settings, log_path: Path) -> AsyncIterator[str]:
     """A real `jobplatform api` (uvicorn) process on this stack; yields its base URL."""
