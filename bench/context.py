@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -31,6 +32,11 @@ class Context:
     db: asyncpg.Connection
     run_dir: Path
     started: float = field(default_factory=time.monotonic)
+
+    def on(self, platform: Platform) -> Context:
+        """The same context aimed at another platform (e.g. API and workers on another storage backend),
+        so every helper that takes a context serves it unchanged."""
+        return dataclasses.replace(self, platform=platform)
 
     def log(self, text: str) -> None:
         """Progress on stderr (the table goes to stdout)."""

@@ -15,14 +15,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 HOST = "127.0.0.1"
 READ_LIMIT = 1 << 20
 
 
-def build_request(method: str, path: str, headers: dict[str, str] | None = None, body: Any = None) -> bytes:
+def build_request(
+    method: str, path: str, headers: dict[str, str] | None = None, body: Any = None, host: str = HOST
+) -> bytes:
     """The bytes of one request (a JSON body when `body` is given)."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}"]
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     data = b""
     if body is not None:
@@ -152,26 +155,43 @@ async def run_load(
     return result
 
 
-def download(port: int, path: str, headers: dict[str, str]) -> tuple[int, int, float]:
-    """GET a large body over a blocking socket, discarding it: (status, bytes, seconds)."""
+def download(
+    port: int, path: str, headers: dict[str, str], *, follow: bool = False
+) -> tuple[int, int, float]:
+    """GET a large body over a blocking socket, discarding it: (status, bytes, seconds). With `follow`, a
+    redirect to a loopback URL (a presigned URL on the store) is followed, without `headers`, on the clock."""
+    start = time.perf_counter()
+    status, received, location = _get(port, path, headers, HOST)
+    if follow and location is not None and status in (301, 302, 303, 307, 308):
+        url = urlsplit(location)
+        if url.hostname != HOST or url.port is None:
+            raise ValueError(f"redirected off loopback: {location}")
+        status, received, _ = _get(url.port, f"{url.path}?{url.query}", {}, url.netloc)
+    return status, received, time.perf_counter() - start
+
+
+def _get(port: int, path: str, headers: dict[str, str], host: str) -> tuple[int, int, str | None]:
+    """One GET on a fresh connection: (status, body bytes received, Location if any)."""
     buf = bytearray(READ_LIMIT)
     view = memoryview(buf)
-    start = time.perf_counter()
     with socket.create_connection((HOST, port)) as sock:
-        sock.sendall(build_request("GET", path, headers))
+        sock.sendall(build_request("GET", path, headers, host=host))
         got = sock.recv_into(view)
         head_end = bytes(buf[:got]).find(b"\r\n\r\n")
         while head_end < 0:
             got += sock.recv_into(view[got:])
             head_end = bytes(buf[:got]).find(b"\r\n\r\n")
-        head = bytes(buf[:head_end]).lower()
+        raw = bytes(buf[:head_end])
+        head = raw.lower()
         status = int(head[9:12])
         at = head.find(b"\r\ncontent-length:")
         length = int(head[at + 17 :].split(b"\r\n")[0])
+        at = head.find(b"\r\nlocation:")
+        location = raw[at + 11 :].split(b"\r\n")[0].strip().decode() if at >= 0 else None  # case kept
         received = got - head_end - 4
         while received < length:
             n = sock.recv_into(view)
             if n == 0:
                 break
             received += n
-    return status, received, time.perf_counter() - start
+    return status, received, location

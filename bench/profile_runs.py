@@ -84,17 +84,11 @@ async def _csv(ctx: Context, out: list[str]) -> None:
 
 
 async def _download(ctx: Context, out: list[str]) -> None:
-    worker = await ctx.platform.spawn_worker()
-    try:
-        job = await ctx.post_job(
-            {"type": "csv_report", "payload": {"rows": ctx.sizes.download_rows, "seed": 4}}
-        )
-        await ctx.wait_job(job["id"])
-    finally:
-        ctx.platform.stop_workers()
-    del worker
+    from bench.scenarios.csv_gen import report_job
+
+    job = await report_job(ctx, ctx.sizes.download_rows, seed=4)
     assert ctx.platform.api is not None
-    path = f"/jobs/{job['id']}/download"
+    path = f"/jobs/{job.id}/download"
     async with recording(ctx, {"API": ctx.platform.api}, "download", out):
         deadline = time.monotonic() + ctx.sizes.profile_seconds
         while time.monotonic() < deadline:

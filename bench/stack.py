@@ -213,6 +213,13 @@ class Platform:
             worker.stop()
         self.workers.clear()
 
+    def stop(self) -> None:
+        """Its workers, then its API."""
+        self.stop_workers()
+        if self.api is not None:
+            self.api.stop()
+            self.api = None
+
 
 async def wait_connected(proc: Proc, port: int, settle: float = 0.3) -> None:
     """Wait until a freshly spawned worker has connected to Redis (it polls right after)."""

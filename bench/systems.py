@@ -137,9 +137,10 @@ class PlatformSystem:
             await asyncio.sleep(0.05)
         raise BenchError(f"platform: jobs of {tag} not all completed after {DONE_TIMEOUT_S:g}s")
 
-    async def drain(self, n: int, clients: int, tag: str) -> float:
-        """jobs/s of one fresh worker emptying a queue of `n` jobs (first start → last finish)."""
-        await self.submit(n, clients, tag)
+    async def drain(self, n: int, clients: int, tag: str, bodies: Sequence[dict[str, Any]] = ()) -> float:
+        """jobs/s of one fresh worker emptying a queue of `n` jobs, no-ops unless `bodies` are given (first
+        start → last finish)."""
+        await self.submit(n, clients, tag, bodies=bodies)
         await self.add_worker()
         await self.wait_done(tag, n)
         first, last = await self.db.fetchrow(

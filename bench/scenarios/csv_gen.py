@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import csv
 import hashlib
+import json
 import os
 import random
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.context import Context
 from bench.report import Row
@@ -75,16 +78,36 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-async def _job_on_fresh_worker(ctx: Context, rows: int) -> tuple[float, int, int]:
-    """(rows/s inside the job, idle RSS, peak RSS) of one csv_report on a worker of its own."""
+@dataclass(frozen=True)
+class ReportJob:
+    """A csv_report job run on a worker process of its own."""
+
+    id: str
+    rows: int
+    seconds: float  # started_at → finished_at: generating and writing the file, and publishing it
+    file: dict[str, Any]  # the row's result_file (key, size_bytes, sha256, ...)
+    idle_rss: int  # the worker's VmHWM before the job
+    peak_rss: int  # and after it
+
+    @property
+    def rate(self) -> float:
+        """Rows/s inside the job."""
+        return self.rows / self.seconds
+
+
+async def report_job(ctx: Context, rows: int, seed: int) -> ReportJob:
+    """One csv_report of `rows` rows on a fresh worker of `ctx.platform` (whatever its storage), stopped
+    afterwards."""
     worker = await ctx.platform.spawn_worker()
     try:
         idle = worker.peak_rss()
-        job = await ctx.post_job({"type": "csv_report", "payload": {"rows": rows, "seed": 1}})
+        job = await ctx.post_job({"type": "csv_report", "payload": {"rows": rows, "seed": seed}})
         row = await ctx.wait_job(job["id"])
-        return rows / (row["finished"] - row["started"]), idle, worker.peak_rss()
+        peak = worker.peak_rss()
     finally:
         ctx.platform.stop_workers()
+    seconds = row["finished"] - row["started"]
+    return ReportJob(job["id"], rows, float(seconds), json.loads(row["result_file"]), idle, peak)
 
 
 async def run(ctx: Context) -> None:
@@ -100,8 +123,9 @@ async def run(ctx: Context) -> None:
     for path in folder.iterdir():
         path.unlink()
 
-    small_rate, idle, small_peak = await _job_on_fresh_worker(ctx, s.csv_small_rows)
-    large_rate, _, large_peak = await _job_on_fresh_worker(ctx, s.csv_large_rows)
+    small = await report_job(ctx, s.csv_small_rows, seed=1)
+    large = await report_job(ctx, s.csv_large_rows, seed=1)
+    small_peak, large_peak = small.peak_rss, large.peak_rss
     ctx.log(f"csv_report jobs: peak RSS {small_peak / MB:.0f} MB → {large_peak / MB:.0f} MB")
 
     share = ours_rate / plain_rate
@@ -139,7 +163,7 @@ async def run(ctx: Context) -> None:
     )
     note(
         name,
-        f"through the worker (started_at → finished_at): {small_rate:,.0f} rows/s at "
-        f"{s.csv_small_rows:,} rows, {large_rate:,.0f} rows/s at {s.csv_large_rows:,} rows; "
-        f"idle worker RSS {idle / MB:.0f} MB.",
+        f"through the worker (started_at → finished_at): {small.rate:,.0f} rows/s at "
+        f"{s.csv_small_rows:,} rows, {large.rate:,.0f} rows/s at {s.csv_large_rows:,} rows; "
+        f"idle worker RSS {small.idle_rss / MB:.0f} MB.",
     )

@@ -7,7 +7,6 @@ the cost of serving it over HTTP, not the disk.
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import threading
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 from bench.context import Context
 from bench.http import HOST, download
 from bench.report import Row, median
+from bench.scenarios.csv_gen import report_job
 from bench.stack import BenchError
 
 TARGET_SHARE = 0.5
@@ -58,16 +58,21 @@ def read_file(path: Path) -> float:
     return time.perf_counter() - start
 
 
+async def http_download(ctx: Context, job_id: str, size: int, *, follow: bool = False) -> float:
+    """Bytes/s of one `GET /jobs/{id}/download` from `ctx.platform`'s API (one connection, body discarded);
+    with `follow`, through its redirect to a presigned URL too, on the clock."""
+    status, got, seconds = await asyncio.to_thread(
+        download, ctx.platform.port, f"/jobs/{job_id}/download", ctx.headers, follow=follow
+    )
+    if status != 200 or got != size:
+        raise BenchError(f"download answered {status} with {got} of {size} bytes")
+    return size / seconds
+
+
 async def run(ctx: Context) -> None:
     s = ctx.sizes
-    await ctx.platform.spawn_worker()
-    try:
-        job = await ctx.post_job({"type": "csv_report", "payload": {"rows": s.download_rows, "seed": 2}})
-        row = await ctx.wait_job(job["id"])
-    finally:
-        ctx.platform.stop_workers()
-    meta = json.loads(row["result_file"])
-    path = ctx.platform.results_dir / meta["key"]
+    job = await report_job(ctx, s.download_rows, seed=2)
+    path = ctx.platform.results_dir / job.file["key"]
     size = path.stat().st_size
     disk, http, tcp = [], [], []
     for _ in range(s.download_repeats):
@@ -76,12 +81,7 @@ async def run(ctx: Context) -> None:
         if got != size:
             raise BenchError(f"socket transfer moved {got} of {size} bytes")
         tcp.append(size / seconds)
-        status, got, seconds = await asyncio.to_thread(
-            download, ctx.platform.port, f"/jobs/{job['id']}/download", ctx.headers
-        )
-        if status != 200 or got != size:
-            raise BenchError(f"download answered {status} with {got} of {size} bytes")
-        http.append(size / seconds)
+        http.append(await http_download(ctx, job.id, size))
     ours, raw, wire = median(http), median(disk), median(tcp)
     ctx.log(f"download {ours / MB:.0f} MB/s vs disk read {raw / MB:.0f} MB/s ({size / MB:.0f} MB)")
     share = ours / raw
