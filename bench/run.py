@@ -21,6 +21,7 @@ from bench.scenarios import (
     download,
     queueing,
     recovery,
+    s3_store,
     stats,
     webhooks,
 )
@@ -29,7 +30,7 @@ from bench.stack import Platform, Processes, Servers, pg_connect
 
 HERE = Path(__file__).resolve().parent
 
-# Run order: scenario 3 late, so no worker drains the jobs it piles up (8 and 10, which run workers, go
+# Run order: scenario 3 late, so no worker drains the jobs it piles up (8, 10 and 11, which run workers, go
 # before it), 9 (no worker either; it deletes its jobs afterwards) beside it, and 7 after them, so its
 # million rows weigh on no other scenario; the table is sorted by number.
 SCENARIOS: dict[str, Callable[[Context], Awaitable[None]]] = {
@@ -39,6 +40,7 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[None]]] = {
     "6": recovery.run,
     "8": dispatch.run,
     "10": webhooks.run,
+    "11": s3_store.run,
     "9": batches.run,
     "3": api_load.run,
     "7": stats.run,

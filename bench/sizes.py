@@ -37,6 +37,9 @@ class Sizes:
     batch_rounds: int = 2  # scenario 9: single and batch submissions alternated this many times
     batch_alone_requests: int = 10  # scenario 9: batch requests one at a time, for their latency alone
     webhook_jobs: int = 2000  # scenario 10: deliveries in the outbox
+    s3_rounds: int = 2  # scenario 11: local and S3 sides alternated this many times (jobs; downloads repeat)
+    s3_small_jobs: int = 100  # scenario 11: small csv_report jobs a worker drains, per side and round
+    s3_small_rows: int = 10_000  # scenario 11: rows of each small job (about 0.5 MB: one PutObject)
 
 
 DEFAULT = Sizes(name="default")
@@ -68,4 +71,7 @@ TINY = Sizes(
     batch_rounds=1,
     batch_alone_requests=2,
     webhook_jobs=60,
+    s3_rounds=1,
+    s3_small_jobs=10,
+    s3_small_rows=1000,
 )

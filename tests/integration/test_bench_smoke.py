@@ -19,7 +19,7 @@ def test_bench_runs_every_scenario_at_tiny_size(tmp_path: Path) -> None:
 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     assert "| # | Measure | Ours | Baseline | Ratio | Target | Met |" in done.stdout
-    for scenario in map(str, range(1, 11)):
+    for scenario in map(str, range(1, 12)):
         assert f"\n| {scenario} | " in done.stdout, f"scenario {scenario} missing:\n{done.stdout}"
     assert "targets met." in done.stdout
     assert not _processes_under(tmp_path), "the bench left processes running"
