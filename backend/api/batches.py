@@ -11,7 +11,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from backend.api.deps import AUTH_RESPONSES, CurrentKey, IdempotencyDep, JobServiceDep, StateDep
+from backend.api.deps import (
+    AUTH_RESPONSES,
+    CurrentKey,
+    IdempotencyDep,
+    JobServiceDep,
+    StateDep,
+    TraceparentDep,
+)
 from backend.api.jobs import SSE_RETRY_MS, SUBMIT_RESPONSES
 from backend.api.json_body import JsonBodyRoute
 from backend.domain.batches import BatchCreate, BatchCreated, BatchView
@@ -32,11 +39,15 @@ OwnedBatchDep = Annotated[BatchRecord, Depends(owned_batch)]
 
 @router.post("", status_code=201, response_model=BatchCreated, responses=SUBMIT_RESPONSES)
 async def submit_batch(
-    body: Annotated[BatchCreate, Body()], key: CurrentKey, service: JobServiceDep, idempotency: IdempotencyDep
+    body: Annotated[BatchCreate, Body()],
+    key: CurrentKey,
+    service: JobServiceDep,
+    idempotency: IdempotencyDep,
+    traceparent: TraceparentDep,
 ) -> Response:
     """Submit 1-1,000 jobs at once: all are stored in one transaction, or none (a bad one is a 422 naming
     `jobs[i]`). In `depends_on`, `#i` names the batch's job at index i (an earlier one)."""
-    outcome = await service.submit_batch(key.id, body, idempotency, show_owner=key.is_admin)
+    outcome = await service.submit_batch(key.id, body, idempotency, key.is_admin, traceparent)
     headers = {"Location": outcome.location} if outcome.location else {}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"

@@ -17,6 +17,7 @@ from backend.api.deps import (
     JobServiceDep,
     OwnedJobDep,
     StateDep,
+    TraceparentDep,
     owner_filter,
 )
 from backend.api.errors import ErrorMessage
@@ -69,10 +70,14 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("", status_code=201, response_model=JobPublic, responses=SUBMIT_RESPONSES)
 async def submit_job(
-    body: Annotated[JobCreate, Body()], key: CurrentKey, service: JobServiceDep, idempotency: IdempotencyDep
+    body: Annotated[JobCreate, Body()],
+    key: CurrentKey,
+    service: JobServiceDep,
+    idempotency: IdempotencyDep,
+    traceparent: TraceparentDep,
 ) -> Response:
     """Submit a job: stored before this returns, run by a worker soon after (or at `scheduled_at`)."""
-    outcome = await service.submit(key.id, body, idempotency, show_owner=key.is_admin)
+    outcome = await service.submit(key.id, body, idempotency, key.is_admin, traceparent)
     headers = {"Location": outcome.location} if outcome.location else {}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
