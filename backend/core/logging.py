@@ -3,11 +3,10 @@ task that logs (`log_context`: the request's `request_id` and `trace_id`, a run'
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any
@@ -18,15 +17,21 @@ _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"me
 _CONTEXT: ContextVar[Mapping[str, str]] = ContextVar("log_context", default=MappingProxyType({}))
 
 
-@contextlib.contextmanager
-def log_context(**fields: str | None) -> Iterator[None]:
+class log_context:  # lower case: used like a function, `with log_context(job_id=...)`
     """Every record logged in this block (in this task, and in tasks it starts) carries these fields;
-    None values are left out."""
-    token = _CONTEXT.set({**_CONTEXT.get(), **{k: v for k, v in fields.items() if v is not None}})
-    try:
-        yield
-    finally:
-        _CONTEXT.reset(token)
+    None values are left out. A class, not a generator: it runs around every HTTP request."""
+
+    __slots__ = ("fields", "token")
+
+    def __init__(self, **fields: str | None) -> None:
+        self.fields = fields
+
+    def __enter__(self) -> None:
+        bound = {**_CONTEXT.get(), **{k: v for k, v in self.fields.items() if v is not None}}
+        self.token = _CONTEXT.set(bound)
+
+    def __exit__(self, *exc: object) -> None:
+        _CONTEXT.reset(self.token)
 
 
 def bound_fields() -> Mapping[str, str]:

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from backend.adapters.webhook_http import WebhookPoster
 from backend.core.config import Settings
+from backend.core.metrics import WEBHOOK_DELIVERIES
 from backend.core.periodic import repeating
 from backend.db.pool import Executor
 from backend.domain.errors import JobStateConflict
@@ -168,6 +169,7 @@ class WebhookSender:
         }
         started, clock = datetime.now(UTC), time.monotonic()
         outcome = await self.poster.post(row["url"], body, headers)
+        WEBHOOK_DELIVERIES.labels(outcome.kind).inc()
         ms = int((time.monotonic() - clock) * 1000)
         await self.repo.log_attempt(row["id"], started, outcome.status_code, outcome.error, ms)
         ok = outcome.status_code is not None and 200 <= outcome.status_code < 300
