@@ -10,6 +10,7 @@ transaction.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,12 @@ RUNNING = f"'{JobStatus.RUNNING.value}'"
 WAITING = sql_list(WAITING_STATUSES)
 GRAIN_VALUES = ", ".join(f"({g}::smallint)" for g in GRAINS)
 EPOCH = "timestamptz 'epoch'"
+# A histogram bucket's `le`: the first bound at or above the value, else +Inf. $2 holds the bounds and
+# +Inf, $3 the bounds negated, so ascending from the largest: width_bucket(-value, $3) counts the bounds at
+# or above the value in one binary search (a subquery over the bounds per sample cost ten times as much).
+LE = "($2::float8[])[cardinality($2::float8[]) - width_bucket(-{value}, $3::float8[])]"
+LE_BOUNDS = [*JOB_SECONDS_BUCKETS, math.inf]
+NEGATED_BOUNDS = [-bound for bound in reversed(JOB_SECONDS_BUCKETS)]
 OUTCOME = "CASE kind " + " ".join(f"WHEN {k.value} THEN '{o}'" for k, o in OUTCOME_OF_EVENT.items()) + " END"
 ENDED = f"{EventKind.COMPLETED.value}, {EventKind.FAILED.value}, {EventKind.CANCELLED.value}"
 
@@ -33,7 +40,7 @@ ENDED = f"{EventKind.COMPLETED.value}, {EventKind.FAILED.value}, {EventKind.CANC
 # in a few minutes is a few rows), then added to 3 grains x 4 (owner, type) combinations. Returns how many
 # events went, and the (grain, owner, type, bucket) keys whose histograms changed. Retries are not in the
 # rollups: they only go to the metrics totals, with every end, and the wait and run times of the ends in
-# the Prometheus histogram buckets of $2 (`le`: the first bound at or above the value, else +Inf).
+# Prometheus histogram buckets (`LE`).
 FOLD = f"""
     WITH ev AS (
         DELETE FROM stats_events WHERE ctid = ANY(ARRAY(SELECT ctid FROM stats_events LIMIT $1))
@@ -49,8 +56,7 @@ FOLD = f"""
     ), seconds AS (
         INSERT INTO metrics_job_seconds AS s (type, measure, le, n, sum_s)
         SELECT ev.type, m.measure,
-               coalesce((SELECT min(b) FROM unnest($2::float8[]) b WHERE b >= greatest(m.s, 0)), 'Infinity'),
-               count(*), sum(greatest(m.s, 0))
+               {LE.format(value="greatest(m.s, 0)")}, count(*), sum(greatest(m.s, 0))
         FROM ev CROSS JOIN LATERAL (VALUES ({Measure.WAIT.value}::smallint, ev.wait_s),
                                            ({Measure.RUN.value}::smallint, ev.run_s)) AS m(measure, s)
         WHERE ev.kind IN ({ENDED}) AND m.s IS NOT NULL
@@ -190,7 +196,7 @@ class StatsRepository:
 
     async def fold_events(self, limit: int) -> Folded:
         """Delete up to `limit` queued events and add them to the rollups and histograms."""
-        row = await self.db.fetchrow(FOLD, limit, list(JOB_SECONDS_BUCKETS))
+        row = await self.db.fetchrow(FOLD, limit, LE_BOUNDS, NEGATED_BOUNDS)
         keys = (row["grains"] or [], row["owners"] or [], row["types"] or [], row["buckets"] or [])
         return Folded(int(row["events"]), keys)
 

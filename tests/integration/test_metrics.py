@@ -22,6 +22,7 @@ from backend.core.metrics import REGISTRY
 from backend.db.pool import asyncpg_dsn
 from backend.launcher import ChildProcess, platform_command
 from backend.repo.jobs import LIVE_COUNTS, OLDEST_DUE_WAIT
+from backend.repo.stats import StatsRepository
 from backend.services.webhooks import WebhookSender
 from tests.utils.receiver import receiving
 from tests.utils.stack import ROOT, serve_api, settings_env
@@ -282,3 +283,43 @@ async def test_gauge_queries_read_live_jobs_only(isolated: Any) -> None:
                 assert all(n.get("Index Name", "").startswith("ix_jobs_") for n in scans), scans
         finally:
             await conn.close()
+
+
+async def test_the_fold_puts_each_time_in_its_le_bucket_and_counts_every_outcome(isolated: Any) -> None:
+    """A value equal to a bound is in that bound's bucket (Prometheus' `le`: less or equal); past the last
+    bound, +Inf. Creations are not ends; retries are counted but not timed."""
+    async with isolated(workers=0) as stack:
+        await stack.new_key("owner")
+        conn = await asyncpg.connect(asyncpg_dsn(stack.settings.require_database_url()))
+        try:
+            await conn.execute(
+                """
+                INSERT INTO stats_events (at, owner_id, type, kind, wait_s, run_s)
+                SELECT now(), (SELECT id FROM api_keys LIMIT 1), 'sleep', kind, wait_s, run_s
+                FROM (VALUES (0, NULL, NULL), (1, 0.005, 0.0), (1, 0.0051, 7200.0), (2, -1.0, 7200.5),
+                             (3, NULL, NULL), (4, NULL, NULL), (4, NULL, NULL))
+                    AS e(kind, wait_s, run_s)
+                """
+            )
+            await refresh_stats_now(conn)
+            totals = {(r["outcome"], r["n"]) for r in await conn.fetch("SELECT * FROM metrics_job_totals")}
+            seconds = {
+                (r["measure"], r["le"], r["n"], r["sum_s"])
+                for r in await conn.fetch("SELECT * FROM metrics_job_seconds")
+            }
+        finally:
+            await conn.close()
+    assert totals == {("completed", 2), ("failed", 1), ("cancelled", 1), ("retried", 2)}
+    assert seconds == {
+        (0, 0.005, 2, 0.005),  # -1 s (clock skew) counts as 0
+        (0, 0.01, 1, 0.0051),
+        (1, 0.005, 1, 0.0),
+        (1, 7200.0, 1, 7200.0),
+        (1, float("inf"), 1, 7200.5),
+    }
+
+
+async def refresh_stats_now(conn: asyncpg.Connection) -> None:
+    """One fold of the stats events on this connection, as the worker's duty runs it."""
+    async with conn.transaction():
+        await StatsRepository(conn).fold_events(1000)
