@@ -1,5 +1,5 @@
 """job metrics: fleet-wide totals of job outcomes and wait/run histograms for /metrics, fed by the stats
-duty's fold; a trigger records retries as stats events
+duty's fold; a trigger records retries as stats events, and a job inserted already ended has its end event
 
 Revision ID: 0017_job_metrics
 Revises: 0016_traceparent
@@ -36,6 +36,30 @@ WHEN (OLD.status = 'running' AND NEW.status = 'retrying')
 EXECUTE FUNCTION jp_stats_on_retry()
 """
 
+# A job can be inserted already ended: a child of a parent that failed or was cancelled before it was
+# submitted is born cancelled (`first_status`). Until now only the UPDATE trigger wrote end events, so
+# neither /stats nor the totals saw that end; the insert trigger now writes it (at its finished_at).
+ON_INSERT = """
+CREATE OR REPLACE FUNCTION jp_stats_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO stats_events (at, owner_id, type, kind) SELECT created_at, owner_id, type, 0 FROM new_jobs;
+    INSERT INTO stats_events (at, owner_id, type, kind)
+    SELECT coalesce(finished_at, created_at), owner_id, type,
+           CASE status WHEN 'completed' THEN 1 WHEN 'failed' THEN 2 ELSE 3 END
+    FROM new_jobs WHERE status IN ('cancelled', 'completed', 'failed');
+    RETURN NULL;
+END
+$$
+"""
+ON_INSERT_0008 = """
+CREATE OR REPLACE FUNCTION jp_stats_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO stats_events (at, owner_id, type, kind) SELECT created_at, owner_id, type, 0 FROM new_jobs;
+    RETURN NULL;
+END
+$$
+"""
+
 
 # A few hundred rows at most (types x outcomes, types x 2 measures x buckets), read whole by /metrics.
 def upgrade() -> None:
@@ -57,9 +81,11 @@ def upgrade() -> None:
     )
     op.execute(ON_RETRY)
     op.execute(RETRY_TRIGGER)
+    op.execute(ON_INSERT)
 
 
 def downgrade() -> None:
+    op.execute(ON_INSERT_0008)
     op.execute("DROP TRIGGER jp_stats_retried ON jobs")
     op.execute("DROP FUNCTION jp_stats_on_retry()")
     op.execute("DELETE FROM stats_events WHERE kind = 4")  # the rollups' fold knows no such kind before

@@ -11,16 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from backend.api.deps import (
-    AUTH_RESPONSES,
-    CurrentKey,
-    IdempotencyDep,
-    JobServiceDep,
-    StateDep,
-    TraceparentDep,
-)
+from backend.api.deps import AUTH_RESPONSES, CurrentKey, IdempotencyDep, JobServiceDep, StateDep
 from backend.api.jobs import SSE_RETRY_MS, SUBMIT_RESPONSES
 from backend.api.json_body import JsonBodyRoute
+from backend.api.telemetry import TRACEPARENT_OPENAPI, request_traceparent
 from backend.domain.batches import BatchCreate, BatchCreated, BatchView
 from backend.domain.records import BatchRecord
 
@@ -37,17 +31,22 @@ async def owned_batch(batch_id: uuid.UUID, key: CurrentKey, service: JobServiceD
 OwnedBatchDep = Annotated[BatchRecord, Depends(owned_batch)]
 
 
-@router.post("", status_code=201, response_model=BatchCreated, responses=SUBMIT_RESPONSES)
+@router.post(
+    "",
+    status_code=201,
+    response_model=BatchCreated,
+    responses=SUBMIT_RESPONSES,
+    openapi_extra=TRACEPARENT_OPENAPI,
+)
 async def submit_batch(
     body: Annotated[BatchCreate, Body()],
     key: CurrentKey,
     service: JobServiceDep,
     idempotency: IdempotencyDep,
-    traceparent: TraceparentDep,
 ) -> Response:
     """Submit 1-1,000 jobs at once: all are stored in one transaction, or none (a bad one is a 422 naming
     `jobs[i]`). In `depends_on`, `#i` names the batch's job at index i (an earlier one)."""
-    outcome = await service.submit_batch(key.id, body, idempotency, key.is_admin, traceparent)
+    outcome = await service.submit_batch(key.id, body, idempotency, key.is_admin, request_traceparent())
     headers = {"Location": outcome.location} if outcome.location else {}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"

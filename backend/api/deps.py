@@ -15,7 +15,6 @@ from backend.api.errors import ErrorMessage
 from backend.api.idempotency import HEADER_MAX_LENGTH, HEADER_PATTERN, parse_idempotency_header
 from backend.api.state import AppState
 from backend.core.config import Settings
-from backend.core.tracing import REQUEST_TRACEPARENT, parse_traceparent
 from backend.domain.errors import IdempotencyKeyMissing
 from backend.domain.records import JobRecord, ScheduleRecord
 from backend.services.auth import Principal
@@ -189,23 +188,6 @@ async def idempotency_request(
 
 
 IdempotencyDep = Annotated[IdempotencyKey | None, Depends(idempotency_request)]
-
-
-async def submission_traceparent(
-    traceparent: Annotated[
-        str | None,
-        Header(
-            description="W3C trace context (`00-<trace id>-<span id>-<flags>`): the job is stored with it, "
-            "and each of its runs is a span of that trace. An invalid value is ignored.",
-        ),
-    ] = None,
-) -> str | None:
-    """The trace context this request's jobs are stored with: the request's own span when tracing is on
-    (set by the telemetry middleware, a child of the caller's), else the caller's, if valid."""
-    return REQUEST_TRACEPARENT.get() or parse_traceparent(traceparent)
-
-
-TraceparentDep = Annotated[str | None, Depends(submission_traceparent)]
 
 
 async def get_schedule_service(state: StateDep) -> ScheduleService:

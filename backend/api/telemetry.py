@@ -10,7 +10,8 @@ from __future__ import annotations
 import random
 import re
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,24 +23,53 @@ from backend.core.tracing import REQUEST_TRACEPARENT, parse_traceparent, trace_i
 if TYPE_CHECKING:
     from backend.core.otel import Tracer
 
+# The `traceparent` a submission is stored with is read here, once per request, not by a FastAPI
+# dependency (which would read and validate the header again on every submission: about 50 us of a
+# POST /jobs, measured); the routes that store it document the header with this.
+TRACEPARENT_OPENAPI: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "traceparent",
+            "in": "header",
+            "required": False,
+            "description": "W3C trace context (`00-<trace id>-<span id>-<flags>`): the job is stored with "
+            "it, and each of its runs is a span of that trace. An invalid value is ignored.",
+            "schema": {"type": "string"},
+        }
+    ]
+}
 REQUEST_ID_HEADER = b"x-request-id"
 # A caller's own request id is kept when it is short and plain (it lands in logs and in the answer).
 _CALLER_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
 class _Answer:
-    """Forwards the response, adding `X-Request-ID`; remembers the status (500 until one is sent)."""
+    """Forwards the response, adding `X-Request-ID`, and counts the request just before its last bytes
+    go out: a client that has its answer finds it counted, whichever process it asks next."""
 
-    def __init__(self, send: Send, request_id: str) -> None:
+    __slots__ = ("counted", "header", "observe", "send", "started", "status")
+
+    def __init__(self, send: Send, request_id: str, observe: Callable[[int, float], None]) -> None:
         self.send = send
         self.header = (REQUEST_ID_HEADER, request_id.encode())
-        self.status = 500
+        self.observe = observe
+        self.started = time.perf_counter()
+        self.status = 500  # until a response starts
+        self.counted = False
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.status = message["status"]
             message = {**message, "headers": [*message.get("headers", ()), self.header]}
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.count()
         await self.send(message)
+
+    def count(self) -> None:
+        """Count the request once (also when it ended with no complete answer: an error, a disconnect)."""
+        if not self.counted:
+            self.counted = True
+            self.observe(self.status, time.perf_counter() - self.started)
 
 
 class _Bound:
@@ -74,8 +104,11 @@ class HttpTelemetry:
             await self.app(scope, receive, send)
             return
         request_id, carrier = _read_headers(scope)
-        answer = _Answer(send, request_id)
-        started = time.perf_counter()
+
+        def observe(status: int, seconds: float) -> None:
+            observe_request(scope["method"], self.template_of(scope) or UNMATCHED, status, seconds)
+
+        answer = _Answer(send, request_id, observe)
         try:
             if self.tracer is None:
                 traceparent = parse_traceparent(carrier.get("traceparent"))
@@ -84,9 +117,7 @@ class HttpTelemetry:
             else:
                 await self._traced(scope, receive, answer, request_id, carrier)
         finally:
-            elapsed = time.perf_counter() - started
-            route = self.template_of(scope) or UNMATCHED
-            observe_request(scope["method"], route, answer.status, elapsed)
+            answer.count()
 
     async def _traced(
         self, scope: Scope, receive: Receive, answer: _Answer, request_id: str, carrier: dict[str, str]
@@ -107,6 +138,12 @@ class HttpTelemetry:
             route = next((r for r in self.router.routes if r.matches(scope)[0] is not Match.NONE), None)
         path = getattr(route, "path", None)
         return path if isinstance(path, str) and path else None
+
+
+def request_traceparent() -> str | None:
+    """The trace context the current request's jobs are stored with: the request's own span when tracing
+    is on (a child of the caller's), else the caller's `traceparent` if it is valid, else None."""
+    return REQUEST_TRACEPARENT.get()
 
 
 def _read_headers(scope: Scope) -> tuple[str, dict[str, str]]:

@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from backend.api.deps import JobServiceDep, StateDep, StorageDep
 from backend.api.downloads import download_result
-from backend.core.tracing import REQUEST_TRACEPARENT
+from backend.api.telemetry import request_traceparent
 from backend.domain.enums import JobStatus
 from backend.domain.errors import JobStateChanging, JobStateConflict, QuotaExceeded
 from backend.domain.job_types import JOB_TYPES, SPECS
@@ -380,7 +380,7 @@ async def submit(
         return _submit_page(request, user, forms, chosen, "Please correct the fields marked below.", 422)
     try:
         # The form's request span (tracing on) is the job's parent, as a POST /jobs request's is.
-        traceparent = REQUEST_TRACEPARENT.get()
+        traceparent = request_traceparent()
         outcome = await service.submit(user.principal.id, body, None, user.is_admin, traceparent)
     except QuotaExceeded as exc:
         return _submit_page(request, user, forms, chosen, str(exc), 429)

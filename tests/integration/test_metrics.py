@@ -323,3 +323,24 @@ async def refresh_stats_now(conn: asyncpg.Connection) -> None:
     """One fold of the stats events on this connection, as the worker's duty runs it."""
     async with conn.transaction():
         await StatsRepository(conn).fold_events(1000)
+
+
+async def test_a_job_born_cancelled_is_counted(isolated: Any) -> None:
+    """A child submitted after its parent was cancelled is inserted cancelled: its end counts too."""
+    async with isolated(workers=0) as stack, await stack.client() as client:
+        later = {"type": "sleep", "payload": {"seconds": 0}, "scheduled_at": "2999-01-01T00:00:00Z"}
+        parent = (await client.post("/jobs", json=later)).json()
+        assert (await client.post(f"/jobs/{parent['id']}/cancel")).status_code == 202
+        child = {"type": "square_sum", "payload": {"data": [1]}, "depends_on": [parent["id"]]}
+        response = await client.post("/jobs", json=child)
+        assert response.status_code == 201 and response.json()["status"] == "cancelled"
+        conn = await asyncpg.connect(asyncpg_dsn(stack.settings.require_database_url()))
+        try:
+            await refresh_stats_now(conn)
+            totals = {
+                (r["type"], r["outcome"], r["n"])
+                for r in await conn.fetch("SELECT * FROM metrics_job_totals")
+            }
+        finally:
+            await conn.close()
+    assert totals == {("sleep", "cancelled", 1), ("square_sum", "cancelled", 1)}

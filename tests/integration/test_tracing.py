@@ -240,7 +240,7 @@ async def test_api_and_worker_processes_export_one_trace_over_otlp(
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 spans = otlp_spans([r.body for r in collector.requests if r.path == "/v1/traces"])
-                if any(s["name"] == "run sleep" for s in spans):
+                if {"POST /jobs", "run sleep"} <= {s["name"] for s in spans}:
                     break
                 await asyncio.sleep(0.1)
     post = next(s for s in spans if s["name"] == "POST /jobs")
