@@ -51,6 +51,15 @@ def migrate(database_url: str | None = None) -> None:
 
 def run_api(settings: Settings, workers: int) -> None:
     """Serve the API with uvicorn, request heads bounded in size and time, connections in number."""
+    from backend.launcher import metrics_dir
+
+    # `--workers N` processes must add up their counts in one folder (uvicorn's children inherit it); it
+    # is named before anything imports prometheus-client.
+    with metrics_dir(settings.prometheus_multiproc_dir, needed=workers > 1):
+        _serve(settings, workers)
+
+
+def _serve(settings: Settings, workers: int) -> None:
     import uvicorn
 
     from backend.api.protocol import BoundedHttpToolsProtocol, HeadLimits
@@ -70,6 +79,29 @@ def run_api(settings: Settings, workers: int) -> None:
         # uvicorn counts the connection that is asking too: N connections are served, the next gets 503.
         limit_concurrency=settings.http_max_connections + 1,
     )
+
+
+def serve_metrics(settings: Settings, port: int) -> None:
+    """`jobplatform metrics`: serve this host's process metrics (its PROMETHEUS_MULTIPROC_DIR) on `port`
+    until SIGINT/SIGTERM; for a host that runs workers and no API process."""
+    import signal
+
+    from backend.launcher import export_metrics_dir
+
+    if settings.prometheus_multiproc_dir is None:
+        raise SystemExit("PROMETHEUS_MULTIPROC_DIR is not set: name the folder this host's workers count in")
+    export_metrics_dir(settings.prometheus_multiproc_dir)
+    from prometheus_client import start_http_server
+
+    from backend.core.metrics import process_registry
+
+    stop = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # first: the server's thread inherits the mask
+    server, _ = start_http_server(port, addr=settings.host, registry=process_registry())
+    try:
+        signal.sigwait(stop)
+    finally:
+        server.shutdown()
 
 
 async def _purge(dry_run: bool) -> None:
@@ -284,6 +316,8 @@ def main(argv: list[str] | None = None) -> None:
     api.add_argument("--workers", type=int, default=1)
     sub.add_parser("worker", help="run an arq worker")
     sub.add_parser("migrate", help="alembic upgrade head")
+    metrics = sub.add_parser("metrics", help="serve this host's process metrics (a host without an API)")
+    metrics.add_argument("--port", type=_positive, default=9464)
     sub.add_parser("dev", help="embedded servers + migrations + API + worker (make run)")
     purge = sub.add_parser("purge", help="delete old jobs, files and idempotency keys now")
     purge.add_argument("--dry-run", action="store_true")
@@ -313,6 +347,8 @@ def main(argv: list[str] | None = None) -> None:
         os.execv(sys.executable, [sys.executable, "-m", "worker"])
     elif args.command == "migrate":
         migrate()
+    elif args.command == "metrics":
+        serve_metrics(settings, args.port)
     elif args.command == "dev":
         from backend.dev import run_dev
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -60,6 +61,7 @@ def run_dev(settings: Settings) -> None:
             "REDIS_URL": redis_url,
             "RESULTS_DIR": str(settings.resolved_results_dir),
             "BOOTSTRAP_API_KEY": key,
+            "PROMETHEUS_MULTIPROC_DIR": str(_metrics_dir(settings)),
         }
         # An S3 store is named too (its credentials stay in the caller's environment, not in the file).
         store = {"RESULTS_URL": settings.results_url, "S3_ENDPOINT_URL": settings.s3_endpoint_url}
@@ -77,6 +79,18 @@ def run_dev(settings: Settings) -> None:
         )  # already stopping: a second SIGTERM must not cut it short
         _stop(supervisor, valkey, pg)
         signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _metrics_dir(settings: Settings) -> Path:
+    """The folder where the API and the workers (those of a second terminal too) add up their Prometheus
+    counts: the configured one, else `$DATA_DIR/metrics`, emptied first (each `make run` counts from 0)."""
+    if settings.prometheus_multiproc_dir is not None:
+        folder = settings.prometheus_multiproc_dir
+    else:
+        folder = settings.data_dir / "metrics"
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder.resolve()
 
 
 def _stop(supervisor: Supervisor | None, valkey: EmbeddedValkey | None, pg: EmbeddedPostgres | None) -> None:

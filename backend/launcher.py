@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,11 +26,39 @@ from typing import IO, Self
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def platform_command(*args: str) -> list[str]:
     """`jobplatform <args>` run by this interpreter (no need for the console script on PATH)."""
     return [sys.executable, "-m", "backend.cli", *args]
+
+
+def export_metrics_dir(folder: Path) -> Path:
+    """Create the Prometheus multiprocess folder and name it in this process's environment, which its
+    children inherit. prometheus-client reads it from there once, when it is imported: call this first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ[METRICS_DIR_ENV] = str(folder.resolve())
+    return folder
+
+
+@contextlib.contextmanager
+def metrics_dir(configured: Path | None, *, needed: bool) -> Iterator[Path | None]:
+    """The metrics folder of the processes about to start: the configured one (kept: its counters must
+    outlive any process), else, when several processes must share one (`needed`), a temporary one removed
+    when the block ends; else none (a single process counts in memory)."""
+    if configured is not None:
+        yield export_metrics_dir(configured)
+        return
+    if not needed:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="jobplatform-metrics-"))
+    try:
+        yield export_metrics_dir(folder)
+    finally:
+        os.environ.pop(METRICS_DIR_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class ChildProcess:

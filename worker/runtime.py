@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from pydantic import ValidationError
 
+from backend.core.logging import log_context
+from backend.core.tracing import trace_id_of
 from backend.domain.errors import JobFailure, PermanentJobError
 from backend.domain.job_types import SPECS
 from backend.domain.jobs import MAX_ERROR_CHARS
@@ -20,6 +22,9 @@ from backend.resources import Resources
 from backend.services.runs import record_ends, requeue_after
 from worker.context import JobContext, Outcome, Progress
 from worker.tasks import HANDLERS
+
+if TYPE_CHECKING:
+    from backend.core.otel import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +61,9 @@ class Stop:
 class Runtime:
     """One worker process's shared clients and the run loop for a single delivery."""
 
-    def __init__(self, resources: Resources, worker_id: str) -> None:
+    def __init__(self, resources: Resources, worker_id: str, tracer: Tracer | None = None) -> None:
         self.res = resources
+        self.tracer = tracer
         self.settings = resources.settings
         self.jobs = JobRepository(resources.pool)
         self.heartbeat_interval = min(self.settings.heartbeat_seconds, self.settings.lease_seconds / 3)
@@ -71,6 +77,18 @@ class Runtime:
         if claim is None:
             log.debug("delivery skipped: not claimable", extra={"job_id": str(job_id)})
             return
+        # Whatever is logged during the run (the handler's own lines too) names the job and its trace.
+        with log_context(job_id=str(claim.job_id), trace_id=trace_id_of(claim.traceparent)):
+            if self.tracer is None:
+                await self._run(claim, delivery)
+                return
+            span = self.tracer.run_span(
+                claim.job_id, claim.type, claim.attempt, self.worker_id, claim.traceparent
+            )
+            with span as trace_id, log_context(trace_id=trace_id):
+                await self._run(claim, delivery)
+
+    async def _run(self, claim: Claim, delivery: str) -> None:
         if claim.type not in HANDLERS:
             await self._end(
                 claim, self._decide(claim, Ending.PERMANENT_ERROR, f"unknown job type {claim.type!r}")
@@ -189,6 +207,8 @@ class Runtime:
 
     async def _end(self, claim: Claim, end: RunEnd) -> bool:
         """Write the decision, fenced by the claim; re-enqueue a retry. False if the claim was lost."""
+        if self.tracer is not None:
+            self.tracer.run_ended(end.status.value, end.error)
         s = self.settings
         ended = await record_ends(
             self.res.pool, [(claim.job_id, claim.token, end)], s.max_running_jobs_per_key, s.type_concurrency

@@ -10,10 +10,14 @@ import uuid
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
+import anyio
+
 from backend.adapters.queue import WorkerSetup, run_worker_process
 from backend.adapters.queue import worker_kwargs as queue_worker_kwargs
 from backend.core.config import Settings, get_settings
+from backend.core.metrics import process_exiting
 from backend.core.periodic import repeating
+from backend.core.tracing import tracer_for
 from backend.domain.job_types import MAX_TIMEOUT_S
 from backend.resources import Resources, open_resources
 from backend.services.purge import purge
@@ -63,8 +67,11 @@ def make_startup(settings: Settings) -> Any:
     async def startup(ctx: dict[str, Any]) -> None:
         stack = ctx["exit_stack"] = AsyncExitStack()
         pool_size = settings.worker_concurrency + CRON_CONNECTIONS
+        tracer = tracer_for(settings, "jobplatform-worker")
+        if tracer is not None:  # flushed last, after every run and duty has ended
+            stack.push_async_callback(anyio.to_thread.run_sync, tracer.shutdown)
         res = await stack.enter_async_context(open_resources(settings, pool_size, redis=ctx["redis"]))
-        runtime = ctx["runtime"] = Runtime(res, worker_id())
+        runtime = ctx["runtime"] = Runtime(res, worker_id(), tracer)
         await stack.enter_async_context(registered(res, runtime.worker_id, runtime.heartbeat_interval))
         for duty in duties(res, settings):
             await stack.enter_async_context(duty)
@@ -75,9 +82,10 @@ def make_startup(settings: Settings) -> Any:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    """Release the database pool."""
+    """Release the database pool, flush the spans."""
     if (stack := ctx.get("exit_stack")) is not None:
         await stack.aclose()
+    process_exiting()
 
 
 def setup(settings: Settings) -> WorkerSetup:

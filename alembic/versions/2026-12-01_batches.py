@@ -63,26 +63,6 @@ BEGIN
 END
 $$
 """
-# A job can now be created already ended (a child whose parent had failed is inserted `cancelled`): the
-# stats' insert trigger counts its end too, as the update trigger would have.
-STATS_ON_INSERT = """
-CREATE OR REPLACE FUNCTION jp_stats_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO stats_events (at, owner_id, type, kind) SELECT created_at, owner_id, type, 0 FROM new_jobs;
-    INSERT INTO stats_events (at, owner_id, type, kind)
-    SELECT coalesce(finished_at, created_at), owner_id, type, 3 FROM new_jobs WHERE status = 'cancelled';
-    RETURN NULL;
-END
-$$
-"""
-OLD_STATS_ON_INSERT = """
-CREATE OR REPLACE FUNCTION jp_stats_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO stats_events (at, owner_id, type, kind) SELECT created_at, owner_id, type, 0 FROM new_jobs;
-    RETURN NULL;
-END
-$$
-"""
 TRIGGER = """
 CREATE TRIGGER jp_parent_ended AFTER UPDATE OF status ON jobs FOR EACH ROW
 WHEN (OLD.status IS DISTINCT FROM NEW.status AND NEW.status IN ('cancelled', 'completed', 'failed'))
@@ -138,7 +118,6 @@ def upgrade() -> None:
     op.create_index(
         "ix_jobs_owner_blocked", "jobs", ["owner_id"], postgresql_where=sa.text("status = 'blocked'")
     )
-    op.execute(STATS_ON_INSERT)
     op.execute(ON_PARENT_END)
     op.execute(TRIGGER)
 
@@ -146,7 +125,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP TRIGGER jp_parent_ended ON jobs")
     op.execute("DROP FUNCTION jp_on_parent_end()")
-    op.execute(OLD_STATS_ON_INSERT)
     op.drop_index("ix_jobs_owner_blocked", table_name="jobs")
     op.drop_table("job_dependencies")
     op.drop_index("ix_jobs_batch", table_name="jobs")

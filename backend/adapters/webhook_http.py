@@ -14,6 +14,7 @@ import asyncio
 import ipaddress
 import socket
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -31,6 +32,15 @@ class PostOutcome:
 
     status_code: int | None
     error: str | None
+    refused: bool = False  # the destination may not be reached: nothing was sent
+
+    @property
+    def kind(self) -> Literal["delivered", "failed", "refused"]:
+        """Delivered (a 2xx), refused (a forbidden destination), or failed (anything else)."""
+        if self.refused:
+            return "refused"
+        delivered = self.status_code is not None and 200 <= self.status_code < 300
+        return "delivered" if delivered else "failed"
 
 
 async def resolve(host: str, port: int, allow_private: bool) -> str:
@@ -74,7 +84,7 @@ class WebhookPoster:
             async with asyncio.timeout(TIMEOUT_S):
                 return await self._post(url, body, headers)
         except DestinationRefused as exc:
-            return PostOutcome(None, f"refused: {exc}")
+            return PostOutcome(None, f"refused: {exc}", refused=True)
         except TimeoutError:
             return PostOutcome(None, f"timeout after {TIMEOUT_S:g} s")
         except (httpx.HTTPError, OSError) as exc:

@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from backend.api.deps import AUTH_RESPONSES, CurrentKey, IdempotencyDep, JobServiceDep, StateDep
 from backend.api.jobs import SSE_RETRY_MS, SUBMIT_RESPONSES, submitted
 from backend.api.json_body import JsonBodyRoute
+from backend.api.telemetry import TRACEPARENT_OPENAPI, request_traceparent
 from backend.domain.batches import BatchCreate, BatchCreated, BatchView
 from backend.domain.records import BatchRecord
 
@@ -30,13 +31,24 @@ async def owned_batch(batch_id: uuid.UUID, key: CurrentKey, service: JobServiceD
 OwnedBatchDep = Annotated[BatchRecord, Depends(owned_batch)]
 
 
-@router.post("", status_code=201, response_model=BatchCreated, responses=SUBMIT_RESPONSES)
+@router.post(
+    "",
+    status_code=201,
+    response_model=BatchCreated,
+    responses=SUBMIT_RESPONSES,
+    openapi_extra=TRACEPARENT_OPENAPI,
+)
 async def submit_batch(
-    body: Annotated[BatchCreate, Body()], key: CurrentKey, service: JobServiceDep, idempotency: IdempotencyDep
+    body: Annotated[BatchCreate, Body()],
+    key: CurrentKey,
+    service: JobServiceDep,
+    idempotency: IdempotencyDep,
 ) -> Response:
     """Submit 1-1,000 jobs at once: all are stored in one transaction, or none (a bad one is a 422 naming
     `jobs[i]`). In `depends_on`, `#i` names the batch's job at index i (an earlier one)."""
-    return submitted(await service.submit_batch(key.id, body, idempotency, show_owner=key.is_admin))
+    return submitted(
+        await service.submit_batch(key.id, body, idempotency, key.is_admin, request_traceparent())
+    )
 
 
 @router.get("/{batch_id}", responses=NOT_FOUND)

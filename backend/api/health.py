@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 
 from backend.api.deps import StateDep
 from backend.services.metrics import render_metrics
@@ -49,7 +50,10 @@ async def ready(state: StateDep) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-async def metrics(state: StateDep) -> PlainTextResponse:
-    """Prometheus metrics: jobs waiting and running, the oldest due wait, the Redis queue depth."""
+async def metrics(state: StateDep) -> Response:
+    """Prometheus metrics. This host's (summed over its API and worker processes): HTTP requests by route
+    template and status, with latency; webhook deliveries by outcome. The fleet's (from PostgreSQL and
+    Redis, the same on every instance): jobs ended by type and outcome, wait and run seconds by type, jobs
+    waiting and running, the oldest due wait, the Redis queue depth."""
     body = await render_metrics(state.resources)
-    return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
+    return Response(body, media_type=CONTENT_TYPE_PLAIN_0_0_4)

@@ -21,6 +21,7 @@ from backend.api.deps import (
 )
 from backend.api.errors import ErrorMessage
 from backend.api.json_body import JsonBodyRoute
+from backend.api.telemetry import TRACEPARENT_OPENAPI, request_traceparent
 from backend.domain.datetimes import Timestamp
 from backend.domain.enums import JobStatus
 from backend.domain.job_types import JobType
@@ -68,12 +69,21 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("", status_code=201, response_model=JobPublic, responses=SUBMIT_RESPONSES)
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobPublic,
+    responses=SUBMIT_RESPONSES,
+    openapi_extra=TRACEPARENT_OPENAPI,
+)
 async def submit_job(
-    body: Annotated[JobCreate, Body()], key: CurrentKey, service: JobServiceDep, idempotency: IdempotencyDep
+    body: Annotated[JobCreate, Body()],
+    key: CurrentKey,
+    service: JobServiceDep,
+    idempotency: IdempotencyDep,
 ) -> Response:
     """Submit a job: stored before this returns, run by a worker soon after (or at `scheduled_at`)."""
-    return submitted(await service.submit(key.id, body, idempotency, show_owner=key.is_admin))
+    return submitted(await service.submit(key.id, body, idempotency, key.is_admin, request_traceparent()))
 
 
 def submitted(outcome: Submitted) -> Response:

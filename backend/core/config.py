@@ -175,6 +175,16 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "console"
 
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None,
+        description="The folder where the processes of one host keep their Prometheus counters (prometheus-"
+        "client's multiprocess mode); every API and worker process of the host must share it.",
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector base URL (e.g. http://collector:4318); unset: no tracing at all.",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _asyncpg_dsn(cls, value: str | None) -> str | None:

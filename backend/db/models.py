@@ -170,6 +170,9 @@ class Job(Base):
     batch_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("batches.id", ondelete="SET NULL")
     )
+    # The W3C trace context of the request that submitted it (migration 0017): the worker's run span is
+    # its child. `00-<trace id>-<parent span id>-<flags>`, always 55 characters.
+    traceparent: Mapped[str | None] = mapped_column(String(55))
     # The jobs it waits for, as submitted (its view); `job_dependencies` is the same, indexed by parent.
     depends_on: Mapped[list[uuid.UUID]] = mapped_column(
         ARRAY(UUID(as_uuid=True)), nullable=False, server_default="{}"
@@ -405,7 +408,7 @@ stats_events = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Column("owner_id", UUID(as_uuid=True), nullable=False),
     Column("type", Text, nullable=False),
-    Column("kind", SmallInteger, nullable=False),  # 0 created, 1 completed, 2 failed, 3 cancelled
+    Column("kind", SmallInteger, nullable=False),  # 0 created, 1 completed, 2 failed, 3 cancelled, 4 retried
     Column("wait_s", Float),
     Column("run_s", Float),
 )
@@ -459,3 +462,26 @@ class StatsNow(Base):
     running: Mapped[int] = mapped_column(Integer, nullable=False)
     oldest_pending_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+# Job metrics for /metrics (migration 0018): fleet-wide totals the stats duty adds its events to.
+class MetricsJobTotal(Base):
+    """How many runs of a type ended with an outcome (completed, failed, cancelled, retried), ever."""
+
+    __tablename__ = "metrics_job_totals"
+
+    type: Mapped[str] = mapped_column(Text, primary_key=True)
+    outcome: Mapped[str] = mapped_column(Text, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class MetricsJobSeconds(Base):
+    """One bucket of a type's wait or run histogram: samples in (previous bound, le], and their sum."""
+
+    __tablename__ = "metrics_job_seconds"
+
+    type: Mapped[str] = mapped_column(Text, primary_key=True)
+    measure: Mapped[int] = mapped_column(SmallInteger, primary_key=True)  # 0 wait, 1 run
+    le: Mapped[float] = mapped_column(Float, primary_key=True)  # 'Infinity' for the last bucket
+    n: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sum_s: Mapped[float] = mapped_column(Float, nullable=False)

@@ -60,6 +60,7 @@ class JobRecord:
     webhook_url: str | None = None  # told when the job ends
     batch_id: uuid.UUID | None = None  # the batch it was submitted in
     depends_on: list[uuid.UUID] = field(default_factory=list)  # the jobs it waits for
+    traceparent: str | None = None  # the W3C trace context it was submitted in
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> JobRecord:
@@ -106,6 +107,7 @@ class Claim:
     type: str
     payload: dict[str, Any]
     owner_id: uuid.UUID
+    traceparent: str | None = None  # the submission's trace context: the run span's parent
 
 
 class Delivery(NamedTuple):

@@ -20,12 +20,13 @@ LATENCY_RESOLUTION = (
 
 
 class EventKind(IntEnum):
-    """What a `stats_events` row records (written by the triggers of migration 0008)."""
+    """What a `stats_events` row records (written by the triggers of migrations 0008 and 0017)."""
 
     CREATED = 0
     COMPLETED = 1
     FAILED = 2
     CANCELLED = 3
+    RETRIED = 4  # a run ended and its job will run again (only the Prometheus totals count these)
 
 
 class Measure(IntEnum):

@@ -82,8 +82,9 @@ FILTERED_ANY_OWNER = "$1::uuid IS NULL" + FILTERS
 
 _INSERT = """
     INSERT INTO jobs (id, owner_id, type, name, payload, max_attempts, scheduled_at, tags, priority,
-                      concurrency_key, concurrency_limit, schedule_id, schedule_fire_at, webhook_url)
-    VALUES ($1, $2, $3, $4, $5::jsonb, $6, coalesce($7, now()), $8, $9, $10, $11, $12, $13, $14)
+                      concurrency_key, concurrency_limit, schedule_id, schedule_fire_at, webhook_url,
+                      traceparent)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6, coalesce($7, now()), $8, $9, $10, $11, $12, $13, $14, $15)
     {conflict}
     RETURNING *
 """
@@ -156,7 +157,7 @@ CLAIM = f"""
               AND (({owner_cap("$5")} = 0 AND concurrency_key IS NULL AND {type_cap("$6")} IS NULL)
                    OR jp_below_caps(owner_id, {owner_cap("$5")}, concurrency_key, concurrency_limit,
                                     type, {type_cap("$6")}))
-        RETURNING id, attempts, max_attempts, type, payload, owner_id
+        RETURNING id, attempts, max_attempts, type, payload, owner_id, traceparent
     ), run AS (
         -- started when the claim was granted, after any cap lock it waited for (not when the statement
         -- began): a run never appears to overlap the run whose end let it in
@@ -301,16 +302,17 @@ EXISTING = "SELECT id FROM jobs WHERE id = ANY($1::uuid[])"
 INSERT_MANY = f"""
     INSERT INTO jobs (id, owner_id, type, name, payload, max_attempts, scheduled_at, tags, priority,
                       concurrency_key, concurrency_limit, status, error, finished_at, batch_id, depends_on,
-                      webhook_url)
+                      webhook_url, traceparent)
     SELECT r.id, $1, r.type, r.name, r.payload, r.max_attempts, coalesce(r.scheduled_at, now()),
            ARRAY(SELECT jsonb_array_elements_text(r.tags::jsonb)), r.priority, r.ckey, r.climit, r.status,
            r.error,
            CASE WHEN r.status IN ({TERMINAL}) THEN now() END, $2,
-           ARRAY(SELECT jsonb_array_elements_text(r.deps::jsonb)::uuid), r.webhook_url
+           ARRAY(SELECT jsonb_array_elements_text(r.deps::jsonb)::uuid), r.webhook_url, r.traceparent
     FROM unnest($3::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::int[], $8::timestamptz[], $9::text[],
-                $10::int[], $11::text[], $12::int[], $13::text[], $14::text[], $15::text[], $16::text[])
+                $10::int[], $11::text[], $12::int[], $13::text[], $14::text[], $15::text[], $16::text[],
+                $17::text[])
         AS r(id, type, name, payload, max_attempts, scheduled_at, tags, priority, ckey, climit, status,
-             error, deps, webhook_url)
+             error, deps, webhook_url, traceparent)
     RETURNING *
 """
 INSERT_DEPENDENCIES = """
@@ -344,7 +346,8 @@ def _insert_args(
     job = (v["id"], v["owner_id"], v["type"], v["name"], v["payload"], v["max_attempts"])
     dispatch = (v.get("priority", 0), v.get("concurrency_key"), v.get("concurrency_limit"))
     fired = (schedule_id, fire_at)
-    return (*job, v.get("scheduled_at"), v.get("tags") or [], *dispatch, *fired, v.get("webhook_url"))
+    extra = (v.get("webhook_url"), v.get("traceparent"))
+    return (*job, v.get("scheduled_at"), v.get("tags") or [], *dispatch, *fired, *extra)
 
 
 def _end_row(job_id: uuid.UUID, token: uuid.UUID, end: RunEnd) -> tuple[Any, ...]:
@@ -418,6 +421,7 @@ class JobRepository:
             [r.get("error") for r in rows],
             [json.dumps([str(p) for p in r.get("depends_on") or []]) for r in rows],
             [r.get("webhook_url") for r in rows],
+            [r.get("traceparent") for r in rows],
         )
         inserted = {row["id"]: row for row in await self.db.fetch(INSERT_MANY, owner_id, batch_id, *columns)}
         return [JobRecord.from_row(inserted[r["id"]]) for r in rows]
@@ -544,7 +548,8 @@ class JobRepository:
         if row is None:
             return None
         attempt, max_attempts = row["attempts"], row["max_attempts"]
-        return Claim(row["id"], token, attempt, max_attempts, row["type"], row["payload"], row["owner_id"])
+        job = (row["id"], token, attempt, max_attempts, row["type"], row["payload"], row["owner_id"])
+        return Claim(*job, row["traceparent"])
 
     async def heartbeat(self, claim: Claim, lease_s: float, progress: float) -> bool | None:
         """Renew the lease and store progress; returns cancel_requested, or None if the claim is lost."""

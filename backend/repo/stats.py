@@ -1,13 +1,16 @@
-"""StatsRepository: every statement on the stats tables (events, rollups, latency histograms, gauges).
+"""StatsRepository: every statement on the stats tables (events, rollups, latency histograms, gauges) and
+on the job metrics they feed (`metrics_job_totals`, `metrics_job_seconds`).
 
 The triggers of migration 0008 append one `stats_events` row per created job and per move into a terminal
-status. `FOLD` deletes a batch of events and adds them to the rollups in the same statement, so an event
-is always either still queued or counted, never both nor neither; `PERCENTILES` then recomputes the
-percentiles of the buckets it touched, in the same transaction.
+status, migration 0018's one per retry. `FOLD` deletes a batch of events and adds them to the rollups and
+to the metrics totals in the same statement, so an event is always either still queued or counted, never
+both nor neither; `PERCENTILES` then recomputes the percentiles of the buckets it touched, in the same
+transaction.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,16 +20,27 @@ import asyncpg
 
 from backend.db.pool import Executor
 from backend.domain.enums import WAITING_STATUSES, JobStatus, sql_list
+from backend.domain.metrics import JOB_SECONDS_BUCKETS, OUTCOME_OF_EVENT
 from backend.domain.stats import ALL_OWNERS, ALL_TYPES, GRAINS, EventKind, Measure
 
 RUNNING = f"'{JobStatus.RUNNING.value}'"
 WAITING = sql_list(WAITING_STATUSES)
 GRAIN_VALUES = ", ".join(f"({g}::smallint)" for g in GRAINS)
 EPOCH = "timestamptz 'epoch'"
+# A histogram bucket's `le`: the first bound at or above the value, else +Inf. $2 holds the bounds and
+# +Inf, $3 the bounds negated, so ascending from the largest: width_bucket(-value, $3) counts the bounds at
+# or above the value in one binary search (a subquery over the bounds per sample cost ten times as much).
+LE = "($2::float8[])[cardinality($2::float8[]) - width_bucket(-{value}, $3::float8[])]"
+LE_BOUNDS = [*JOB_SECONDS_BUCKETS, math.inf]
+NEGATED_BOUNDS = [-bound for bound in reversed(JOB_SECONDS_BUCKETS)]
+OUTCOME = "CASE kind " + " ".join(f"WHEN {k.value} THEN '{o}'" for k, o in OUTCOME_OF_EVENT.items()) + " END"
+ENDED = f"{EventKind.COMPLETED.value}, {EventKind.FAILED.value}, {EventKind.CANCELLED.value}"
 
 # Events are first summed per minute, owner, type, kind and latency bins (a burst of a million creations
 # in a few minutes is a few rows), then added to 3 grains x 4 (owner, type) combinations. Returns how many
-# events went, and the (grain, owner, type, bucket) keys whose histograms changed.
+# events went, and the (grain, owner, type, bucket) keys whose histograms changed. Retries are not in the
+# rollups: they only go to the metrics totals, with every end, and the wait and run times of the ends in
+# Prometheus histogram buckets (`LE`).
 FOLD = f"""
     WITH ev AS (
         DELETE FROM stats_events WHERE ctid = ANY(ARRAY(SELECT ctid FROM stats_events LIMIT $1))
@@ -34,7 +48,20 @@ FOLD = f"""
     ), minute AS (
         SELECT date_bin(interval '1 minute', at, {EPOCH}) AS at, owner_id, type, kind,
                jp_stats_bin(wait_s) AS wait_bin, jp_stats_bin(run_s) AS run_bin, count(*)::int AS n
-        FROM ev GROUP BY 1, 2, 3, 4, 5, 6
+        FROM ev WHERE kind <> {EventKind.RETRIED.value} GROUP BY 1, 2, 3, 4, 5, 6
+    ), totals AS (
+        INSERT INTO metrics_job_totals AS t (type, outcome, n)
+        SELECT type, {OUTCOME}, count(*) FROM ev WHERE kind <> {EventKind.CREATED.value} GROUP BY 1, 2
+        ON CONFLICT (type, outcome) DO UPDATE SET n = t.n + EXCLUDED.n
+    ), seconds AS (
+        INSERT INTO metrics_job_seconds AS s (type, measure, le, n, sum_s)
+        SELECT ev.type, m.measure,
+               {LE.format(value="greatest(m.s, 0)")}, count(*), sum(greatest(m.s, 0))
+        FROM ev CROSS JOIN LATERAL (VALUES ({Measure.WAIT.value}::smallint, ev.wait_s),
+                                           ({Measure.RUN.value}::smallint, ev.run_s)) AS m(measure, s)
+        WHERE ev.kind IN ({ENDED}) AND m.s IS NOT NULL
+        GROUP BY 1, 2, 3
+        ON CONFLICT (type, measure, le) DO UPDATE SET n = s.n + EXCLUDED.n, sum_s = s.sum_s + EXCLUDED.sum_s
     ), expanded AS (
         SELECT g.grain, o.owner_id, t.type, date_bin(make_interval(mins => g.grain), m.at, {EPOCH}) AS bucket,
                m.kind, m.wait_bin, m.run_bin, m.n
@@ -125,6 +152,10 @@ EXPIRE = """
     SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM l)
 """
 
+# The job metrics, whole: a few hundred rows at most, whatever the number of jobs.
+JOB_TOTALS = "SELECT type, outcome, n FROM metrics_job_totals"
+JOB_SECONDS = "SELECT type, measure, le, n, sum_s FROM metrics_job_seconds ORDER BY type, measure, le"
+
 # Reads: one range of the rollups' key per query.
 BUCKETS = """
     SELECT bucket, created, completed, failed, cancelled, wait_p50, wait_p95, run_p50, run_p95
@@ -165,7 +196,7 @@ class StatsRepository:
 
     async def fold_events(self, limit: int) -> Folded:
         """Delete up to `limit` queued events and add them to the rollups and histograms."""
-        row = await self.db.fetchrow(FOLD, limit)
+        row = await self.db.fetchrow(FOLD, limit, LE_BOUNDS, NEGATED_BOUNDS)
         keys = (row["grains"] or [], row["owners"] or [], row["types"] or [], row["buckets"] or [])
         return Folded(int(row["events"]), keys)
 
@@ -195,6 +226,16 @@ class StatsRepository:
     ) -> list[asyncpg.Record]:
         """Counts per type over [first, last], for the types that have any."""
         rows: list[asyncpg.Record] = await self.db.fetch(BY_TYPE, grain, owner_id, list(types), first, last)
+        return rows
+
+    async def job_totals(self) -> list[asyncpg.Record]:
+        """Every (type, outcome, n) of the job metrics."""
+        rows: list[asyncpg.Record] = await self.db.fetch(JOB_TOTALS)
+        return rows
+
+    async def job_seconds(self) -> list[asyncpg.Record]:
+        """Every bucket of the wait and run histograms: (type, measure, le, n, sum_s), in order."""
+        rows: list[asyncpg.Record] = await self.db.fetch(JOB_SECONDS)
         return rows
 
     async def now(self, owner_id: uuid.UUID, job_type: str) -> asyncpg.Record:

@@ -194,16 +194,22 @@ class JobService:
         self.jobs = JobRepository(resources.pool)
 
     async def submit(
-        self, owner_id: uuid.UUID, body: JobSubmission, idem: IdempotencyKey | None, show_owner: bool = False
+        self,
+        owner_id: uuid.UUID,
+        body: JobSubmission,
+        idem: IdempotencyKey | None,
+        show_owner: bool = False,
+        traceparent: str | None = None,
     ) -> Submitted:
         """Store the job (and its idempotency record, in the same transaction), then enqueue it.
 
-        `show_owner`: the response is an admin's view (with `owner_id`)."""
+        `show_owner`: the response is an admin's view (with `owner_id`). `traceparent`: the trace context
+        the job's runs belong to."""
         self._allowed(body)
         await self.quotas.check(owner_id)
         if body.depends_on:
-            return await self._submit_with_parents(owner_id, body, idem, show_owner)
-        values = self._new_job(owner_id, body)
+            return await self._submit_with_parents(owner_id, body, idem, show_owner, traceparent)
+        values = self._new_job(owner_id, body, traceparent)
         if idem is None:
             job = await self.jobs.insert(values)  # one statement, committed on its own
         else:
@@ -217,7 +223,12 @@ class JobService:
         return Submitted(201, view, job_location(job.id), replayed=False)
 
     async def _submit_with_parents(
-        self, owner_id: uuid.UUID, body: JobSubmission, idem: IdempotencyKey | None, show_owner: bool
+        self,
+        owner_id: uuid.UUID,
+        body: JobSubmission,
+        idem: IdempotencyKey | None,
+        show_owner: bool,
+        traceparent: str | None,
     ) -> Submitted:
         """A job with `depends_on`: its parents are locked and read in the transaction that inserts it."""
 
@@ -225,7 +236,9 @@ class JobService:
             view = JobPublic.of(jobs[0], show_owner).model_dump(mode="json")
             return Submitted(201, view, job_location(jobs[0].id), replayed=False)
 
-        outcome = await self._store(owner_id, [body], None, None, ("body",), respond, idem, body)
+        outcome = await self._store(
+            owner_id, [body], None, None, ("body",), respond, idem, body, traceparent=traceparent
+        )
         return outcome
 
     async def _store(
@@ -238,6 +251,8 @@ class JobService:
         respond: Callable[[Sequence[JobRecord]], Submitted],
         idem: IdempotencyKey | None,
         request: Any,
+        *,
+        traceparent: str | None,
     ) -> Submitted:
         """Insert jobs (and their batch) in one transaction, with one statement, all or none; then enqueue
         the ones that can run with one `enqueue_many`. `loc(i)` names job i in a 422."""
@@ -266,7 +281,7 @@ class JobService:
                                 )
                         status, error = first_status(ps, statuses)
                         statuses[ids[i]] = status
-                        values = {**self._new_job(owner_id, body), "id": ids[i]}
+                        values = {**self._new_job(owner_id, body, traceparent), "id": ids[i]}
                         rows.append({**values, "status": status, "error": error, "depends_on": ps})
                         if status is JobStatus.BLOCKED:
                             pairs += [(ids[i], p) for p in ps]
@@ -296,8 +311,9 @@ class JobService:
     def _allowed(self, body: JobSubmission) -> None:
         check_allowed(self.settings, body, ("body",))
 
-    def _new_job(self, owner_id: uuid.UUID, body: JobSubmission) -> dict[str, Any]:
-        return new_job(owner_id, body, self.settings.default_max_attempts)
+    def _new_job(self, owner_id: uuid.UUID, body: JobSubmission, traceparent: str | None) -> dict[str, Any]:
+        values = new_job(owner_id, body, self.settings.default_max_attempts)
+        return {**values, "traceparent": traceparent}
 
     async def _submit_with_key(
         self, owner_id: uuid.UUID, values: dict[str, Any], idem: IdempotencyRequest, show_owner: bool
@@ -329,9 +345,15 @@ class JobService:
         return Submitted(record.status_code, record.response_body, record.location, replayed=True)
 
     async def submit_batch(
-        self, owner_id: uuid.UUID, body: BatchCreate, idem: IdempotencyKey | None, show_owner: bool = False
+        self,
+        owner_id: uuid.UUID,
+        body: BatchCreate,
+        idem: IdempotencyKey | None,
+        show_owner: bool = False,
+        traceparent: str | None = None,
     ) -> Submitted:
-        """Store a batch and its jobs in one transaction (all or none), then enqueue those that can run."""
+        """Store a batch and its jobs in one transaction (all or none), then enqueue those that can run;
+        every job is stored with `traceparent`."""
         for i, job in enumerate(body.jobs):
             check_allowed(self.settings, job, ("body", "jobs", i))
         await self.quotas.check(owner_id, len(body.jobs))
@@ -352,7 +374,9 @@ class JobService:
             # was a quarter of a batch request's time)
             return Submitted(201, view.model_dump_json(), batch_location(batch[0]), replayed=False)
 
-        return await self._store(owner_id, body.jobs, batch, ids, ("body", "jobs"), respond, idem, body)
+        return await self._store(
+            owner_id, body.jobs, batch, ids, ("body", "jobs"), respond, idem, body, traceparent=traceparent
+        )
 
     async def batch(self, owner_id: uuid.UUID | None, batch_id: uuid.UUID) -> BatchRecord:
         """The owner's batch (any owner's if None) or BatchNotFound."""

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from backend.adapters.webhook_http import WebhookPoster
 from backend.core.batching import GroupCommit
 from backend.core.config import Settings
+from backend.core.metrics import WEBHOOK_DELIVERIES
 from backend.db.pool import Executor
 from backend.domain.errors import JobStateConflict
 from backend.domain.jobs import JobPublic
@@ -233,6 +234,7 @@ class WebhookSender:
         }
         started, clock = datetime.now(UTC), time.monotonic()
         outcome = await self.poster.post(job.webhook_url or "", body, headers)
+        WEBHOOK_DELIVERIES.labels(outcome.kind).inc()
         attempts = row["delivery_attempts"]
         end = AttemptEnd(
             delivery_id=row["delivery_id"],

@@ -20,6 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from backend.api.deps import JobServiceDep, StateDep, StorageDep, WebhookServiceDep
 from backend.api.downloads import download_result
+from backend.api.telemetry import request_traceparent
 from backend.domain.batches import BatchView
 from backend.domain.enums import JobStatus
 from backend.domain.errors import JobStateChanging, JobStateConflict, QuotaExceeded
@@ -463,7 +464,9 @@ async def submit(
     if body is None:
         return _submit_page(request, user, forms, chosen, "Please correct the fields marked below.", 422)
     try:
-        outcome = await service.submit(user.principal.id, body, None, show_owner=user.is_admin)
+        # The form's request span (tracing on) is the job's parent, as a POST /jobs request's is.
+        traceparent = request_traceparent()
+        outcome = await service.submit(user.principal.id, body, None, user.is_admin, traceparent)
     except QuotaExceeded as exc:
         return _submit_page(request, user, forms, chosen, str(exc), 429)
     return RedirectResponse(f"/ui/jobs/{outcome.json_body()['id']}", status_code=303)

@@ -232,11 +232,12 @@ class ApiProcess(ChildProcess):
 
 
 @contextlib.asynccontextmanager
-async def serve_api(settings: Settings, log_path: Path) -> AsyncIterator[str]:
-    """A real `jobplatform api` (uvicorn) process on this stack; yields its base URL."""
+async def serve_api(settings: Settings, log_path: Path, workers: int = 1) -> AsyncIterator[str]:
+    """A real `jobplatform api` (uvicorn, with `workers` processes) on this stack; yields its base URL."""
     port = free_port()
     env = {**settings_env(settings), "PORT": str(port), "HOST": "127.0.0.1"}
-    api = ChildProcess(platform_command("api"), env=env, cwd=ROOT, log_path=log_path).start()
+    command = platform_command("api", "--workers", str(workers))
+    api = ChildProcess(command, env=env, cwd=ROOT, log_path=log_path).start()
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base) as probe:
