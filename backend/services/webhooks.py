@@ -200,6 +200,13 @@ class WebhookSender:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
 
+    async def send_due(self) -> int:
+        """One round, for a caller that wants it now (tests, tools): attempt every due delivery the free
+        slots allow once, and wait for them; how many."""
+        claimed = await self.repo.claim_due(SEND_CONCURRENCY, self.settings.webhook_lease_seconds)
+        await asyncio.gather(*(self._attempt(row) for row in claimed))
+        return len(claimed)
+
     def _start(self, row: asyncpg.Record) -> None:
         task = asyncio.create_task(self._attempt(row))
         self.in_flight.add(task)

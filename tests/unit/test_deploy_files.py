@@ -146,7 +146,7 @@ def test_workers_get_longer_than_their_graceful_shutdown_and_scale_on_the_queue_
     }
     (metric,) = hpa["spec"]["metrics"]
     exported = (ROOT / "backend" / "services" / "metrics.py").read_text()
-    assert f"# TYPE {metric['external']['metric']['name']} gauge" in exported
+    assert f'GaugeMetricFamily(\n            "{metric["external"]["metric"]["name"]}",' in exported  # a gauge
 
 
 def test_disruption_budgets_cover_the_api_and_the_workers() -> None:
