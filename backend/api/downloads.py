@@ -84,7 +84,8 @@ async def download_result(
     if request.method == "HEAD" or size == 0:
         return Response(status_code=status, headers=headers, media_type=media)
     try:  # opened before any header is sent: a file purged since the size check is still a clean 404
-        body = await storage.stream(meta.key, start, end)
+        # the whole file: no range for the store (S3 then sends the object as it is, not a 206 copy)
+        body = await storage.stream(meta.key, start, end) if wanted else await storage.stream(meta.key)
     except FileNotFoundError as exc:
         raise ResultGone("Result file not found (purged or missing)") from exc
     return StreamingResponse(body, status_code=status, headers=headers, media_type=media)
