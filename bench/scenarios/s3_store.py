@@ -194,9 +194,8 @@ async def run(ctx: Context) -> None:
         f"downloads, median of {s.download_repeats} after one untimed each, one connection, body discarded, "
         f"local / S3 / presigned alternated: local {_mbs(http['local'])}; S3 through the API "
         f"{_mbs(http['S3'])}; presigned {_mbs(http['presigned'])}. Streaming through the API, each 1 MiB "
-        "chunk crosses loopback twice (moto → API → client) and is copied by two Python processes (and the "
-        f"API asks for the whole file as a Range, bytes=0-{size - 1}, which moto answers 206 from one more "
-        f"copy of the object). CPU during the last streamed download: {cpu.get('S3', '-')}; during the last "
+        "chunk crosses loopback twice (moto → API → client) and is copied by two Python processes. "
+        f"CPU during the last streamed download: {cpu.get('S3', '-')}; during the last "
         f"presigned one: {cpu.get('presigned', '-')} (the presigned download never touches the API after the "
         "307, so its rate is moto's own serving rate). Scenario 5 gives the local download against the disk "
         "and plain TCP; the Range request rate is not measured by either.",
