@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from backend.domain.webhooks import TIMEOUT_S, refused_address
+from backend.domain.webhooks import TIMEOUT_S, answered_2xx, refused_address
 
 
 class DestinationRefused(Exception):
@@ -39,8 +39,7 @@ class PostOutcome:
         """Delivered (a 2xx), refused (a forbidden destination), or failed (anything else)."""
         if self.refused:
             return "refused"
-        delivered = self.status_code is not None and 200 <= self.status_code < 300
-        return "delivered" if delivered else "failed"
+        return "delivered" if answered_2xx(self.status_code) else "failed"
 
 
 async def resolve(host: str, port: int, allow_private: bool) -> str:

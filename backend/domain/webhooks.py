@@ -38,7 +38,12 @@ class AttemptEnd:
     @property
     def delivered(self) -> bool:
         """A 2xx answer."""
-        return self.status_code is not None and 200 <= self.status_code < 300
+        return answered_2xx(self.status_code)
+
+
+def answered_2xx(status_code: int | None) -> bool:
+    """Whether the receiver took the delivery: any 2xx ends the retries."""
+    return status_code is not None and 200 <= status_code < 300
 
 
 def new_secret() -> str:
