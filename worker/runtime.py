@@ -7,7 +7,6 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
 from pydantic import ValidationError
 
 from backend.core.logging import log_context
@@ -19,7 +18,7 @@ from backend.domain.lifecycle import Ending, RunEnd, RunState, decide, succeeded
 from backend.domain.records import Claim
 from backend.repo.jobs import JobRepository
 from backend.resources import Resources
-from backend.services.runs import record_ends, requeue_after
+from backend.services.runs import UNSTORABLE, RunWriter
 from worker.context import JobContext, Outcome, Progress
 from worker.tasks import HANDLERS
 
@@ -29,9 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-# A result PostgreSQL cannot take (NaN, an integer past 4,300 digits, ...) is the run's fault, not the
-# database's: retrying would produce it again.
-UNSTORABLE = (ValueError, TypeError, OverflowError, asyncpg.DataError)
 RESULT_NOT_STORABLE = "ResultNotStorable: the result is not valid JSON for storage (e.g. NaN or infinity)"
 
 
@@ -68,12 +64,13 @@ class Runtime:
         self.jobs = JobRepository(resources.pool)
         self.heartbeat_interval = min(self.settings.heartbeat_seconds, self.settings.lease_seconds / 3)
         self.worker_id = worker_id
+        s = self.settings
+        caps = (s.max_running_jobs_per_key, s.type_concurrency)
+        self.writer = RunWriter(resources.pool, resources.queue, worker_id, s.lease_seconds, *caps)
 
     async def run(self, job_id: uuid.UUID, delivery: str) -> None:
         """Run the job if this delivery wins the claim; a duplicate or late delivery is a no-op."""
-        s = self.settings
-        caps = (s.max_running_jobs_per_key, s.type_concurrency)
-        claim = await self.jobs.claim(job_id, self.worker_id, s.lease_seconds, *caps)
+        claim = await self._claim(job_id)
         if claim is None:
             log.debug("delivery skipped: not claimable", extra={"job_id": str(job_id)})
             return
@@ -87,6 +84,18 @@ class Runtime:
             )
             with span as trace_id, log_context(trace_id=trace_id):
                 await self._run(claim, delivery)
+
+    async def _claim(self, job_id: uuid.UUID) -> Claim | None:
+        """The claim (group-committed with the other deliveries fetched with this one). Cancelled while
+        the claim is in flight (a shutdown), the run it may have won is handed back at once."""
+        claiming = asyncio.ensure_future(self.writer.claim(job_id))
+        try:
+            return await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            claim = await claiming
+            if claim is not None:
+                await self._end(claim, self._decide(claim, Ending.SHUTDOWN))
+            raise
 
     async def _run(self, claim: Claim, delivery: str) -> None:
         if claim.type not in HANDLERS:
@@ -154,7 +163,7 @@ class Runtime:
         while True:
             await self.res.queue.keep_in_progress(delivery)
             try:
-                cancel = await self.jobs.heartbeat(claim, self.settings.lease_seconds, progress.value)
+                cancel = await self.writer.heartbeat(claim, progress.value)
             except Exception as exc:  # keep running; if the lease lapses, reconcile decides
                 extra = {"job_id": str(claim.job_id), "error": type(exc).__name__}
                 log.warning("heartbeat failed", extra=extra)
@@ -209,9 +218,4 @@ class Runtime:
         """Write the decision, fenced by the claim; re-enqueue a retry. False if the claim was lost."""
         if self.tracer is not None:
             self.tracer.run_ended(end.status.value, end.error)
-        s = self.settings
-        ended = await record_ends(
-            self.res.pool, [(claim.job_id, claim.token, end)], s.max_running_jobs_per_key, s.type_concurrency
-        )
-        await requeue_after(self.res.pool, self.res.queue, ended)
-        return bool(ended)
+        return await self.writer.end(claim, end)

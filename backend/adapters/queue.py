@@ -19,7 +19,6 @@ from arq import func
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import expires_extra_ms, in_progress_key_prefix, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
-from arq.worker import Worker
 
 from backend.domain.records import Delivery
 
@@ -74,16 +73,22 @@ local function place(queue, vfinish, vtime, member, owner, priority)
   redis.call('HSET', vfinish, owner, start + 1)
   redis.call('ZADD', queue, base + start - priority * step, member)
 end
+-- Idle workers sleep on the queue's wake channel: tell them a delivery is due (at most once a millisecond,
+-- so a burst of enqueues is not a burst of messages). KEYS: the gate key, the channel.
+local function wake(gate, channel)
+  if redis.call('SET', gate, '1', 'PX', 1, 'NX') then redis.call('PUBLISH', channel, '1') end
+end
 """
 
 # The same keys arq's `enqueue_job` writes (the job key with the message, and the queue entry) for any
 # number of deliveries, in one atomic round trip, skipping those that exist. KEYS: queue, delayed, delayed
-# meta, finish tags, virtual time. ARGV: now ms, then per delivery: delivery id, message, ttl ms, due ms,
-# owner, priority. (The job and result keys are named from the delivery id, as arq names them.)
+# meta, finish tags, virtual time, wake gate, wake channel. ARGV: now ms, then per delivery: delivery id,
+# message, ttl ms, due ms, owner, priority. (The job and result keys are named from the delivery id, as arq
+# names them.)
 ENQUEUE_LUA = (
     PLACE_LUA
     + f"""
-local now, added = tonumber(ARGV[1]), 0
+local now, added, placed = tonumber(ARGV[1]), 0, false
 for i = 2, #ARGV, 6 do
   local id, due = ARGV[i], tonumber(ARGV[i + 3])
   local job = '{job_key_prefix}' .. id
@@ -94,17 +99,19 @@ for i = 2, #ARGV, 6 do
       redis.call('HSET', KEYS[3], id, ARGV[i + 4] .. '|' .. ARGV[i + 5])
     else
       place(KEYS[1], KEYS[4], KEYS[5], id, ARGV[i + 4], tonumber(ARGV[i + 5]))
+      placed = true
     end
     added = added + 1
   end
 end
+if placed then wake(KEYS[6], KEYS[7]) end
 return added
 """
 )
 ENQUEUE_CHUNK = 1000  # deliveries per script call: a bounded time inside Redis
 
 # Move deliveries that came due from the delayed set into the queue. KEYS: delayed, delayed meta,
-# queue, finish tags, virtual time. ARGV: now ms, most to move.
+# queue, finish tags, virtual time, wake gate, wake channel. ARGV: now ms, most to move.
 PROMOTE_DUE_LUA = (
     PLACE_LUA
     + f"""
@@ -124,6 +131,7 @@ for _, member in ipairs(legacy) do
   redis.call('ZREM', KEYS[3], member)
   place(KEYS[3], KEYS[4], KEYS[5], member, '{SHARED_LANE}', 0)
 end
+if #due + #legacy > 0 then wake(KEYS[6], KEYS[7]) end
 return #due + #legacy
 """
 )
@@ -133,6 +141,11 @@ PROMOTE_BATCH = 1000
 def delivery_id(job_id: uuid.UUID, attempts: int) -> str:
     """The arq job id for the next run of a job: unique per attempt, so a retry never collides."""
     return f"{job_id}:{attempts}"
+
+
+def wake_channel(queue_name: str) -> str:
+    """The pub/sub channel on which enqueues wake idle workers of this queue."""
+    return f"{queue_name}:wake"
 
 
 def in_progress_ttl_s(lease_seconds: float) -> float:
@@ -161,6 +174,7 @@ class Queue:
         self.delayed_meta = f"{name}:delayed:meta"  # delivery id -> "owner|priority"
         self.finish_tags = f"{name}:fair:finish"  # owner -> its last virtual finish tag
         self.virtual_time = f"{name}:fair:vtime"
+        self.wake_keys = [f"{name}:wake:gate", wake_channel(name)]
         self.horizon_ms = int(horizon_s * 1000)
         self.in_progress_ms = int(in_progress_ttl_s(lease_s) * 1000)
         self._enqueue_script = redis.register_script(ENQUEUE_LUA)
@@ -182,7 +196,14 @@ class Queue:
         args = [arg for d in deliveries for arg in self._enqueue_args(d, now_ms)]
         if not args:
             return 0
-        keys = [self.name, self.delayed, self.delayed_meta, self.finish_tags, self.virtual_time]
+        keys = [
+            self.name,
+            self.delayed,
+            self.delayed_meta,
+            self.finish_tags,
+            self.virtual_time,
+            *self.wake_keys,
+        ]
         step = 6 * ENQUEUE_CHUNK
         added = 0
         try:
@@ -208,7 +229,14 @@ class Queue:
     async def promote_due(self) -> int:
         """Move deliveries that came due into the queue, in fair-share and priority order (every worker
         calls this a few times a second; it is one cheap read when nothing is due)."""
-        keys = [self.delayed, self.delayed_meta, self.name, self.finish_tags, self.virtual_time]
+        keys = [
+            self.delayed,
+            self.delayed_meta,
+            self.name,
+            self.finish_tags,
+            self.virtual_time,
+            *self.wake_keys,
+        ]
         moved = 0
         while True:
             now_ms = int(time.time() * 1000)
@@ -309,7 +337,11 @@ def worker_kwargs(setup: WorkerSetup) -> dict[str, Any]:
 
 
 def run_worker_process(setup: WorkerSetup, lease_seconds: float) -> None:
-    """Run a worker in the foreground until SIGINT/SIGTERM."""
-    worker = Worker(**worker_kwargs(setup))
-    worker.in_progress_timeout_s = in_progress_ttl_s(lease_seconds)
-    worker.run()
+    """Run a worker in the foreground until SIGINT/SIGTERM: our consumer (`backend.adapters.consumer`) on
+    uvloop. `worker_kwargs` still describes the same worker for arq's own `Worker` (the arq CLI, and the
+    bench's tuned-arq baseline)."""
+    import uvloop
+
+    from backend.adapters.consumer import Consumer
+
+    uvloop.run(Consumer(setup, in_progress_ttl_s(lease_seconds)).main())

@@ -146,6 +146,8 @@ class EndedRun:
     freed_key: str | None = None  # the owner's concurrency key with this name
     freed_type: str | None = None  # the job type's TYPE_CONCURRENCY
     due_now: bool = False  # its scheduled_at had come (database time) when the run ended
+    token: uuid.UUID | None = None  # the claim token of the run that ended
+    has_children: bool = False  # other jobs depend on it (a completion may have made them pending)
 
     @property
     def freed_any_slot(self) -> bool:

@@ -166,10 +166,16 @@ CLAIM = f"""
     )
     SELECT * FROM claimed
 """
-HEARTBEAT = f"""
-    UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3), progress = $4, updated_at = now()
-    WHERE id = $1 AND claim_token = $2 AND status = {RUNNING}
-    RETURNING cancel_requested
+# A group of deliveries fetched together, claimed in one statement (migration 0019: the uncapped jobs in
+# one UPDATE ... FROM unnest, the capped ones one by one inside it, so that each cap stays exact).
+CLAIM_GROUP = "SELECT * FROM jp_claim_group($1::uuid[], $2::uuid[], $3, $4, $5, $6::jsonb)"
+# Heartbeats of any number of runs: each renews its lease only while its claim is live.
+HEARTBEATS = f"""
+    UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $4), progress = h.progress,
+           updated_at = now()
+    FROM unnest($1::uuid[], $2::uuid[], $3::float8[]) AS h(id, token, progress)
+    WHERE jobs.id = h.id AND jobs.claim_token = h.token AND jobs.status = {RUNNING}
+    RETURNING h.token, jobs.cancel_requested
 """
 # Every way a run ends (completion, retry, failure, abort, hand-back, a lapsed lease) is this one
 # statement, for one run or many: each row applies its own lifecycle decision, fenced by its token.
@@ -196,12 +202,14 @@ END_RUNS = f"""
                   jobs.concurrency_key, jobs.concurrency_limit,
                   CASE WHEN jobs.concurrency_key IS NOT NULL THEN {KEY_RUNNING} ELSE 0 END AS key_running,
                   jobs.type, {type_cap("$11")} AS type_cap,
-                  CASE WHEN {type_cap("$11")} IS NOT NULL THEN {TYPE_RUNNING} ELSE 0 END AS type_running
+                  CASE WHEN {type_cap("$11")} IS NOT NULL THEN {TYPE_RUNNING} ELSE 0 END AS type_running,
+                  -- a completed parent's children may have become pending (trigger jp_on_parent_end)
+                  EXISTS (SELECT 1 FROM job_dependencies d WHERE d.parent_id = jobs.id) AS has_children
     ), runs AS (
         UPDATE job_runs SET ended_at = now(), outcome = j.outcome FROM j WHERE job_runs.claim_token = j.token
     )
-    SELECT id, owner_id, status, attempts, scheduled_at, priority, due_now, owner_cap, owner_running,
-           concurrency_key, concurrency_limit, key_running, type, type_cap, type_running FROM j
+    SELECT id, token, owner_id, status, attempts, scheduled_at, priority, due_now, owner_cap, owner_running,
+           concurrency_key, concurrency_limit, key_running, type, type_cap, type_running, has_children FROM j
 """
 LAPSED = f"""
     SELECT id, claim_token, attempts, max_attempts, cancel_requested FROM jobs
@@ -379,6 +387,8 @@ def _ended(row: asyncpg.Record) -> EndedRun:
         row["concurrency_key"] if key_full else None,
         row["type"] if type_full else None,
         row["due_now"],
+        row["token"],
+        row["has_children"],
     )
 
 
@@ -551,10 +561,37 @@ class JobRepository:
         job = (row["id"], token, attempt, max_attempts, row["type"], row["payload"], row["owner_id"])
         return Claim(*job, row["traceparent"])
 
-    async def heartbeat(self, claim: Claim, lease_s: float, progress: float) -> bool | None:
-        """Renew the lease and store progress; returns cancel_requested, or None if the claim is lost."""
-        row = await self.db.fetchrow(HEARTBEAT, claim.job_id, claim.token, float(lease_s), float(progress))
-        return None if row is None else bool(row["cancel_requested"])
+    async def claim_group(
+        self,
+        job_ids: Sequence[uuid.UUID],
+        worker_id: str,
+        lease_s: float,
+        owner_cap: int,
+        type_caps: Mapping[str, int] | None = None,
+    ) -> tuple[dict[uuid.UUID, Claim], list[uuid.UUID]]:
+        """Claim several deliveries' jobs in one statement, as `claim` would each: (the claims by job id,
+        the capped jobs whose cap lock another claim held: claim those with `claim`, which waits for it).
+        A job neither claimed nor busy was not claimable (or another delivery in the group took it)."""
+        tokens = [uuid.uuid4() for _ in job_ids]
+        args = (list(job_ids), tokens, worker_id, float(lease_s), owner_cap, _type_caps(type_caps))
+        claims: dict[uuid.UUID, Claim] = {}
+        busy: list[uuid.UUID] = []
+        for row in await self.db.fetch(CLAIM_GROUP, *args):
+            if row["busy"]:
+                busy.append(row["id"])
+                continue
+            job = (row["id"], row["claim_token"], row["attempts"], row["max_attempts"], row["type"])
+            claims[row["id"]] = Claim(*job, row["payload"], row["owner_id"], row["traceparent"])
+        return claims, busy
+
+    async def heartbeats(self, beats: Sequence[tuple[Claim, float]], lease_s: float) -> dict[uuid.UUID, bool]:
+        """Renew the leases of runs (claim, progress) and store their progress: cancel_requested by claim
+        token, for the claims still live (a lost claim is absent)."""
+        ids = [claim.job_id for claim, _ in beats]
+        tokens = [claim.token for claim, _ in beats]
+        progress = [float(p) for _, p in beats]
+        rows = await self.db.fetch(HEARTBEATS, ids, tokens, progress, float(lease_s))
+        return {row["token"]: bool(row["cancel_requested"]) for row in rows}
 
     async def end_runs(
         self,

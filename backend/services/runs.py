@@ -9,13 +9,17 @@ from collections.abc import Mapping, Sequence
 import asyncpg
 
 from backend.adapters.queue import Queue
+from backend.core.batching import GroupCommit
 from backend.db.pool import Executor, retry_deadlocks
 from backend.domain.enums import JobStatus
 from backend.domain.lifecycle import RunEnd
-from backend.domain.records import Delivery, EndedRun
+from backend.domain.records import Claim, Delivery, EndedRun
 from backend.repo.jobs import JobRepository
 
 RunEnding = tuple[uuid.UUID, uuid.UUID, RunEnd]  # (job id, claim token, decision)
+# A result PostgreSQL cannot take (NaN, an integer past 4,300 digits, ...) is the run's fault, not the
+# database's: retrying would produce it again.
+UNSTORABLE = (ValueError, TypeError, OverflowError, asyncpg.DataError)
 
 
 async def record_ends(
@@ -58,10 +62,76 @@ async def requeue_after(db: Executor, queue: Queue, ended: Sequence[EndedRun]) -
         promoted += await jobs.next_due_of_key(owner_id, key, slots)
     for job_type, slots in Counter(run.freed_type for run in ended if run.freed_type is not None).items():
         promoted += await jobs.next_due_of_type(job_type, slots)
-    completed = [run.job_id for run in ended if run.status is JobStatus.COMPLETED]
+    completed = [run.job_id for run in ended if run.status is JobStatus.COMPLETED and run.has_children]
     if completed:
         promoted += await jobs.promoted_children(completed)
     for row in promoted:
         deliveries.setdefault(row["id"], Delivery.from_row(row))
     if deliveries:
         await queue.enqueue_many(list(deliveries.values()))
+
+
+class RunWriter:
+    """One worker process's writes about its runs, group-committed (`GroupCommit`): the claims, heartbeats
+    and run ends that arrive while the previous statement of their kind is in flight go to PostgreSQL
+    together as one statement, and each caller still gets its own answer. Every guarantee of the single
+    statements holds: each write is fenced by its own claim token, and the caps stay exact (see
+    `JobRepository.claim_group`)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        queue: Queue,
+        worker_id: str,
+        lease_s: float,
+        owner_cap: int,
+        type_caps: Mapping[str, int] | None,
+    ) -> None:
+        self.pool, self.queue, self.worker_id, self.lease_s = pool, queue, worker_id, lease_s
+        self.caps = (owner_cap, type_caps)
+        self.repo = JobRepository(pool)
+        self._claims = GroupCommit(self._claim_group)
+        self._beats = GroupCommit(self._beat_group)
+        self._ends = GroupCommit(self._end_group)
+
+    async def claim(self, job_id: uuid.UUID) -> Claim | None:
+        """Take the job for one run (see `JobRepository.claim`); None if it is not claimable now."""
+        return await self._claims.submit(job_id)
+
+    async def heartbeat(self, claim: Claim, progress: float) -> bool | None:
+        """Renew the run's lease and store its progress: cancel_requested, or None if the claim is lost."""
+        return await self._beats.submit((claim, progress))
+
+    async def end(self, claim: Claim, end: RunEnd) -> bool:
+        """Write the run's decision, fenced by its claim, then enqueue what it lets run (`requeue_after`).
+        False if the claim was lost; a result the database refuses raises one of UNSTORABLE."""
+        answer = await self._ends.submit((claim.job_id, claim.token, end))
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def _claim_group(self, job_ids: Sequence[uuid.UUID]) -> list[Claim | None]:
+        s = self.lease_s
+        claims, busy = await retry_deadlocks(
+            lambda: self.repo.claim_group(job_ids, self.worker_id, s, *self.caps)
+        )
+        for job_id in busy:  # another claim held a cap's lock: wait for it, as a single claim does
+            if (claim := await self.repo.claim(job_id, self.worker_id, s, *self.caps)) is not None:
+                claims[job_id] = claim
+        # Two deliveries of one job in a group: one claim, answered to the first of them.
+        return [claims.pop(job_id, None) for job_id in job_ids]
+
+    async def _beat_group(self, beats: Sequence[tuple[Claim, float]]) -> list[bool | None]:
+        cancel = await self.repo.heartbeats(beats, self.lease_s)
+        return [cancel.get(claim.token) for claim, _ in beats]
+
+    async def _end_group(self, ends: Sequence[RunEnding]) -> list[bool | Exception]:
+        try:
+            ended = await record_ends(self.pool, ends, *self.caps)
+        except UNSTORABLE as exc:  # one run's result: write each alone, so only that run fails
+            if len(ends) == 1:
+                return [exc]
+            return [answer for end in ends for answer in await self._end_group([end])]
+        await requeue_after(self.pool, self.queue, ended)
+        live = {run.token for run in ended}
+        return [token in live for _, token, _ in ends]
