@@ -74,6 +74,7 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     r record;
     ok boolean;
+    n integer;
 BEGIN
     RETURN QUERY
     WITH claimed AS (
@@ -94,6 +95,10 @@ BEGIN
     )
     SELECT c.id, c.claim_token, c.attempts::integer, c.max_attempts::integer, c.type::text, c.payload,
            c.owner_id, c.traceparent::text, false FROM claimed c;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n = cardinality(p_ids) THEN  -- all claimed: no capped job to look for
+        RETURN;
+    END IF;
 
     FOR r IN
         SELECT j.id, q.token, j.owner_id, coalesce(k.max_running, p_owner_cap) AS owner_cap,
