@@ -32,6 +32,8 @@ from backend.core.batching import GroupCommit
 
 log = logging.getLogger(__name__)
 
+BUSY_LINGER_S = 0.002  # how long a worker with most slots taken waits for more to free before fetching
+STREAM_LINGER_S = 0.001  # how long a worker woken right after taking work waits before fetching again
 FETCH_SCAN_MAX = 5000  # queue entries one fetch looks at, at most (running deliveries stay in the queue)
 
 # Take up to ARGV[2] due deliveries that no worker holds, marking each in progress for ARGV[3] ms: the
@@ -119,6 +121,11 @@ class Consumer:
                 self._room.clear()
                 await self._room.wait()
                 continue
+            if free < self.setup.concurrency / 2:
+                # Busy: let a few more runs end, so that one fetch (and one claim statement) serves several
+                # slots rather than each slot costing its own round trips as it frees.
+                await asyncio.sleep(BUSY_LINGER_S)
+                free = self.setup.concurrency - len(self.tasks)
             self._wake.clear()
             batch = await self._fetch(free)
             for delivery, message in batch:
@@ -127,6 +134,10 @@ class Consumer:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.setup.poll_delay_s):
                         await self._wake.wait()
+                        if batch:
+                            # Woken right after taking work: deliveries are arriving in a stream. A moment
+                            # more lets the next fetch and claim statement take several of them at once.
+                            await asyncio.sleep(STREAM_LINGER_S)
 
     def _unblock(self, _: object) -> None:
         self._wake.set()
