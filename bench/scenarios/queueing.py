@@ -2,10 +2,11 @@
 
 Every system runs the same sequence: one worker process, warm-up, N jobs (throughput), paced jobs
 (low-load latency), a burst (backlog latency); then a second worker process, warm-up, N jobs again; then
-two more (4 in all), warm-up, N jobs again; then, workers stopped, N jobs queued and one fresh worker timed
-emptying the queue (the worker alone). The throughput clock starts when the first job is sent and stops
-when the last one has finished. Each throughput run records the CPU each process group used and the whole
-machine's, which is what explains the scaling curve on a small machine.
+two more (4 in all; the platform and tuned raw arq only), warm-up, N jobs again; then, workers stopped,
+N jobs queued and one fresh worker timed emptying the queue (the worker alone). The throughput clock
+starts when the first job is sent and stops when the last one has finished. Each throughput run records
+the CPU each process group used and the whole machine's, which is what explains the scaling curve on a
+small machine.
 """
 
 from __future__ import annotations
