@@ -157,7 +157,7 @@ WORKLOADS: dict[str, Callable[[Context, list[str]], Awaitable[None]]] = {
 ALWAYS = ("e2e", "post")
 
 
-async def profile_missed(ctx: Context) -> None:
+async def profile_workloads(ctx: Context) -> None:
     """Profile issue 15's workloads and every kind of target the run missed; the summaries go into the
     report, after a line saying what was profiled and how long it took."""
     measured = {r.key for r in ctx.report.rows if r.key}

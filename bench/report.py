@@ -140,6 +140,21 @@ class Report:
             lines.append("| " + " | ".join(cells) + " |")
         return head + "\n".join(lines)
 
+    def issue_section(self) -> list[str]:
+        """Issue 15's table with its heading, if the run measured any of it."""
+        if not any(r.goal for r in self.rows):
+            return []
+        return [
+            "## Issue 15 targets",
+            "",
+            'Ratios from this run (each measure and its baseline in the same run); "before" is the full '
+            f"`make bench` run at {BEFORE_REVISION}. Profiles before the work: "
+            "[PROFILE_BEFORE.md](PROFILE_BEFORE.md); this run's: [Profiles](#profiles) below.",
+            "",
+            self.issue_table(),
+            "",
+        ]
+
     def targets_summary(self) -> list[str]:
         judged = [r for r in self.rows if r.met is not None]
         met = sum(1 for r in judged if r.met)
@@ -166,14 +181,7 @@ class Report:
             f"{self.wall_seconds:.0f} s wall time. "
             "Produced by `make bench` (`python -m bench`); see bench/README.md for what each row measures.",
             "",
-            "## Issue 15 targets",
-            "",
-            'Ratios from this run (each measure and its baseline in the same run); "before" is the full '
-            f"`make bench` run at {BEFORE_REVISION}. Profiles before the work: "
-            "[PROFILE_BEFORE.md](PROFILE_BEFORE.md); this run's: [Profiles](#profiles) below.",
-            "",
-            self.issue_table(),
-            "",
+            *self.issue_section(),
             "## Machine",
             "",
             *[f"- {k}: {v}" for k, v in self.info.items()],

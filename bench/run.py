@@ -106,9 +106,9 @@ async def run(args: argparse.Namespace, report: Report) -> None:
             finally:
                 platform.stop_workers()
         if args.profile if args.profile is not None else not args.tiny:
-            from bench.profile_runs import profile_missed
+            from bench.profile_runs import profile_workloads
 
-            await profile_missed(ctx)
+            await profile_workloads(ctx)
         await db.close()
     finally:
         procs.stop_all()

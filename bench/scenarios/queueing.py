@@ -25,6 +25,7 @@ TARGET_TUNED = {1: 0.6, 2: 0.5}  # x raw arq tuned like our worker, by worker pr
 TARGET_SCALING = 1.0  # issue 15: 2 worker processes at least as fast as 1
 TARGET_DRAIN_TUNED = 0.8  # issue 15: the worker alone ≥ 0.8x raw arq tuned
 TARGET_LOW_LOAD_P50_S = 0.010  # issue 15
+OTHERS_NOTED = 0.3  # CPU (share of one core) other processes may take before the notes warn of it
 WORKER_COUNTS = (1, 2, 4)  # the platform's and tuned raw arq's worker processes
 TARGETED_COUNTS = (1, 2)  # the targets' (and raw arq default's and Celery's: 4 would add time, not insight)
 
@@ -222,6 +223,17 @@ def _throughput_rows(ctx: Context, ours: Figures, default: Figures, tuned: Figur
         f'{psutil.cpu_count() * 100}%); "every process on the machine" counts everything busy, so what it '
         "adds to the groups is other work on the machine (e.g. other benchmarks) taking cores from this one.",
     )
+    others = max(
+        machine - groups for f in (ours, default, tuned, celery) for groups, machine in f.cpu_total.values()
+    )
+    if others > OTHERS_NOTED:
+        note(
+            title,
+            f"warning: processes outside this run used up to {others:.0%} (of one core) during these "
+            f"throughput runs, on a machine of {psutil.cpu_count() * 100}%: the jobs/s are not a quiet "
+            "machine's, and a run that shared the machine with more of that work was slowed more, so the "
+            "scaling curve and the ratios are noisy.",
+        )
     for figures in (ours, default, tuned, celery):
         for workers, cpu in figures.cpu.items():
             groups, machine = figures.cpu_total[workers]
