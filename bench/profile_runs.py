@@ -1,4 +1,5 @@
-"""The workloads `--profile` replays under py-spy, one per kind of missed target."""
+"""The workloads `--profile` replays under py-spy: issue 15's always (end-to-end worker and API, the worker
+alone draining, POST /jobs under load), and the workload of every other kind of missed target."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ async def recording(ctx: Context, procs: dict[str, Proc], title: str, out: list[
         yield
     finally:
         for name, recorder in recorders.items():
-            out += summarize(await asyncio.to_thread(recorder.stop), f"{title}: {name} process")
+            raw = await asyncio.to_thread(recorder.stop)
+            out += summarize(raw, f"{title}: {name} process", recorder.seconds, recorder.rate)
 
 
 async def _e2e(ctx: Context, out: list[str]) -> None:
@@ -151,13 +153,36 @@ WORKLOADS: dict[str, Callable[[Context, list[str]], Awaitable[None]]] = {
 }
 
 
-async def profile_missed(ctx: Context) -> None:
-    """Profile every kind of target the run missed; the summaries go into the report."""
-    for key in sorted(ctx.report.missed()):
+# Profiled in every run (issue 15's workloads) when the run measured them, met or not.
+ALWAYS = ("e2e", "post")
+
+
+async def profile_workloads(ctx: Context) -> None:
+    """Profile issue 15's workloads and every kind of target the run missed; the summaries go into the
+    report, after a line saying what was profiled and how long it took."""
+    measured = {r.key for r in ctx.report.rows if r.key}
+    missed = ctx.report.missed()
+    keys = sorted(missed | (measured & set(ALWAYS)))
+    started = time.monotonic()
+    lines: list[str] = []
+    for key in keys:
         ctx.log(f"profiling: {key}")
-        lines: list[str] = []
+        at = time.monotonic()
         try:
             await WORKLOADS[key](ctx, lines)
         except Exception as exc:  # a failed profile must not lose the measured figures
             lines.append(f"profiling {key} failed: {exc!r}")
-        ctx.report.profiles += lines
+        ctx.log(f"profiled {key} in {time.monotonic() - at:.0f} s")
+    if not keys:
+        return
+    why = ", ".join(f"{k} ({'missed' if k in missed else 'always'})" for k in keys)
+    ctx.report.profiles += [
+        f"py-spy (`record --gil --nonblocking`, 250 Hz) on each process while its workload ran again after "
+        f"the measurements: {why}; {time.monotonic() - started:.0f} s in all. The e2e workload is "
+        f"{ctx.sizes.e2e_jobs} no-op jobs POSTed by {ctx.sizes.clients} connections and run by 1 worker "
+        f"process (API and worker recorded), then the same number drained by a fresh worker from a full "
+        f"queue; post is {ctx.sizes.profile_seconds:g} s of POST /jobs from {ctx.sizes.clients} connections "
+        "with no worker. The profiles before issue 15's work are in [PROFILE_BEFORE.md](PROFILE_BEFORE.md).",
+        "",
+        *lines,
+    ]

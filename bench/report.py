@@ -31,6 +31,19 @@ PACKAGES = (
 )
 
 
+# Issue 15's targets: (goal, measure, the figure before the work: the full run at BEFORE_REVISION).
+BEFORE_REVISION = "835f726"
+ISSUE_15 = (
+    ("e2e-1w", "end-to-end no-op jobs/s, 1 worker, vs tuned raw arq", "331 vs 1274 jobs/s (0.26x)"),
+    ("e2e-2w", "end-to-end, 2 workers vs 1 worker", "315 vs 331 jobs/s (0.95x)"),
+    ("e2e-4w", "end-to-end, 4 workers vs 1 worker (context)", "not measured"),
+    ("drain", "worker alone vs tuned raw arq", "527 vs 1604 jobs/s (0.33x)"),
+    ("post", "POST /jobs vs GET /health", "798 vs 5993 req/s (0.13x)"),
+    ("batches", "jobs/s through POST /batches vs single POST /jobs", "7192 vs 759 jobs/s (9.48x)"),
+    ("latency", "submit → start p50, low load", "11.5 ms"),
+)
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0-100), linear between closest ranks."""
     if not values:
@@ -72,6 +85,8 @@ class Row:
     target: str = ""
     met: bool | None = None
     key: str = ""  # names the target, for profiling what missed
+    goal: str = ""  # names one of ISSUE_15's measures, for the table at the top of RESULTS.md
+    brief: str = ""  # the figures in a few words, for that table
 
     def ratio_text(self) -> str:
         return f"{self.ratio:.2f}x" if self.ratio is not None else self.ours
@@ -110,6 +125,36 @@ class Report:
             lines.append("| " + " | ".join(cells) + " |")
         return head + "\n".join(lines)
 
+    def issue_table(self) -> str:
+        """Issue 15's targets: the figure before the work, this run's, the target and whether it is met."""
+        rows = {r.goal: r for r in self.rows if r.goal}
+        head = f"| Measure | Before ({BEFORE_REVISION}) | This run | Target | Met |\n|---|---|---|---|---|\n"
+        lines = []
+        for goal, measure, before in ISSUE_15:
+            r = rows.get(goal)
+            if r is None:
+                cells = (measure, before, "not run", "-", "")
+            else:
+                met = {True: "yes", False: "**NO**", None: ""}[r.met]
+                cells = (measure, before, r.brief or r.ratio_text(), r.target or "context", met)
+            lines.append("| " + " | ".join(cells) + " |")
+        return head + "\n".join(lines)
+
+    def issue_section(self) -> list[str]:
+        """Issue 15's table with its heading, if the run measured any of it."""
+        if not any(r.goal for r in self.rows):
+            return []
+        return [
+            "## Issue 15 targets",
+            "",
+            'Ratios from this run (each measure and its baseline in the same run); "before" is the full '
+            f"`make bench` run at {BEFORE_REVISION}. Profiles before the work: "
+            "[PROFILE_BEFORE.md](PROFILE_BEFORE.md); this run's: [Profiles](#profiles) below.",
+            "",
+            self.issue_table(),
+            "",
+        ]
+
     def targets_summary(self) -> list[str]:
         judged = [r for r in self.rows if r.met is not None]
         met = sum(1 for r in judged if r.met)
@@ -136,6 +181,7 @@ class Report:
             f"{self.wall_seconds:.0f} s wall time. "
             "Produced by `make bench` (`python -m bench`); see bench/README.md for what each row measures.",
             "",
+            *self.issue_section(),
             "## Machine",
             "",
             *[f"- {k}: {v}" for k, v in self.info.items()],
@@ -160,7 +206,7 @@ class Report:
         if self.failures:
             parts += ["## Failures", "", *[f"- {f}" for f in self.failures], ""]
         if self.profiles:
-            parts += ["## Profiles of missed targets", "", *self.profiles, ""]
+            parts += ["## Profiles", "", *self.profiles, ""]
         return "\n".join(parts).rstrip() + "\n"
 
 

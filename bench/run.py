@@ -54,7 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action=argparse.BooleanOptionalAction,
-        help="after measuring, py-spy the workloads of missed targets (default: on, off with --tiny)",
+        help="after measuring, py-spy issue 15's workloads and those of missed targets "
+        "(default: on, off with --tiny)",
     )
     parser.add_argument(
         "--set",
@@ -105,9 +106,9 @@ async def run(args: argparse.Namespace, report: Report) -> None:
             finally:
                 platform.stop_workers()
         if args.profile if args.profile is not None else not args.tiny:
-            from bench.profile_runs import profile_missed
+            from bench.profile_runs import profile_workloads
 
-            await profile_missed(ctx)
+            await profile_workloads(ctx)
         await db.close()
     finally:
         procs.stop_all()
@@ -135,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         report.failures.append(f"run: {type(exc).__name__}: {exc}")
     report.rows.sort(key=lambda r: scenario_order(r.scenario))
+    if any(r.goal for r in report.rows):
+        print(report.issue_table())
+        print()
     print(report.table())
     print()
     print("\n".join(report.targets_summary()))

@@ -70,6 +70,8 @@ async def run(ctx: Context) -> None:
             f"≥ {TARGET_POST_SHARE:g}x",
             share >= TARGET_POST_SHARE,
             key="post",
+            goal="post",
+            brief=f"{post.rate:.0f} vs {health.rate:.0f} req/s ({share:.2f}x)",
         )
     )
     get_row = Row(

@@ -136,6 +136,8 @@ async def run(ctx: Context) -> None:
             f"≥ {TARGET_SHARE:g}x",
             share >= TARGET_SHARE,
             key="batches",
+            goal="batches",
+            brief=f"{batch_rate:.0f} vs {single_rate:.0f} jobs/s ({share:.2f}x)",
         )
     )
     title = "9 Batch submission"
