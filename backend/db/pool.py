@@ -55,6 +55,18 @@ async def _json_codecs(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(kind, encoder=encode_json, decoder=json.loads, schema="pg_catalog")
 
 
+async def _rollback_if_open(conn: asyncpg.Connection) -> None:
+    """What a connection needs before it goes back to the pool: nothing, unless a transaction was left open.
+
+    asyncpg's default reset sends `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every
+    release: a round trip per statement borrowed from the pool (15 % of a worker's CPU, measured, and as
+    much of PostgreSQL's work again). Nothing here leaves session state behind: advisory locks are
+    transaction-scoped, settings are `SET LOCAL`, there are no cursors outside transactions and no LISTEN.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def create_pool(url: str, size: int) -> asyncpg.Pool:
     """A pool of up to `size` connections, opened lazily past the first one.
 
@@ -62,6 +74,11 @@ async def create_pool(url: str, size: int) -> asyncpg.Pool:
     PostgreSQL backend per request.
     """
     pool: asyncpg.Pool = await asyncpg.create_pool(
-        asyncpg_dsn(url), min_size=1, max_size=size, init=_json_codecs, max_inactive_connection_lifetime=300
+        asyncpg_dsn(url),
+        min_size=1,
+        max_size=size,
+        init=_json_codecs,
+        reset=_rollback_if_open,
+        max_inactive_connection_lifetime=300,
     )
     return pool
