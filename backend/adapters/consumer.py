@@ -6,10 +6,12 @@ that keeps a picked delivery from being picked again, for as long as the run ren
 written by arq's own `enqueue_job` run here too. The loop is not arq's `Worker`: that one spends about six
 round trips on every delivery (read the queue, watch and mark, read the message, count a try, then watch
 and delete) and polls on a timer. Here one script call takes up to every free slot's delivery and marks it,
-one call finishes every delivery that ended meanwhile, and an idle worker sleeps until the enqueue script
-publishes a wake-up. It still looks at the queue every IDLE_POLL_S (a delivery written by arq's own
-`enqueue_job`, or a wake-up lost, waits at most that), and every POLL_DELAY_SECONDS while the wake channel
-is down: an idle poll costs half a millisecond of CPU, 50 a second were 3 % of a core per idle worker.
+one call finishes every delivery that ended meanwhile, and an idle worker sleeps in BLPOP on the queue's
+wake list, where the enqueue script pushes a token per delivery placed (so one enqueue wakes one worker,
+not all of them: with a broadcast, every worker fetched on every enqueue and split a stream of jobs into
+groups of one). It still looks at the queue every IDLE_POLL_S (a delivery written by arq's own
+`enqueue_job`, or a token lost, waits at most that): an idle poll costs half a millisecond of CPU, and
+50 a second were 3 % of a core per idle worker.
 
 A delivery whose run raised is still finished (our retry policy lives in PostgreSQL, and reconcile finds
 any job left waiting). A delivery cancelled by shutdown is released instead (its marker deleted), so
@@ -29,20 +31,27 @@ from typing import Any
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
-from backend.adapters.queue import RUN_JOB, TIMEOUT_MARGIN_S, WorkerSetup, load_message, wake_channel
+from backend.adapters.queue import (
+    RUN_JOB,
+    TIMEOUT_MARGIN_S,
+    WAKE_GATE_MS,
+    WorkerSetup,
+    load_message,
+    wake_list,
+)
 from backend.core.batching import GroupCommit
 
 log = logging.getLogger(__name__)
 
 BUSY_LINGER_S = 0.002  # how long a worker with most slots taken waits for more to free before fetching
-IDLE_POLL_S = 0.5  # how often an idle worker subscribed to wake-ups looks at the queue anyway
-STREAM_LINGER_S = 0.001  # how long a worker woken right after taking work waits before fetching again
+IDLE_POLL_S = 0.5  # how often an idle worker looks at the queue with no wake-up token
+STREAM_POLL_S = WAKE_GATE_MS / 1000  # the same, right after it took work
 FETCH_SCAN_MAX = 5000  # queue entries one fetch looks at, at most (running deliveries stay in the queue)
 
 # Take up to ARGV[2] due deliveries that no worker holds, marking each in progress for ARGV[3] ms: the
-# delivery ids and messages, alternating. KEYS: queue. ARGV: now ms, how many, marker ttl ms. An entry whose
-# message expired is dropped. Running deliveries stay in the queue (so that a killed worker's delivery is
-# picked again once its marker lapses): the scan steps over them.
+# delivery ids and messages, alternating. KEYS: queue, wake list. ARGV: now ms, how many, marker ttl ms.
+# An entry whose message expired is dropped. Running deliveries stay in the queue (so that a killed worker's
+# delivery is picked again once its marker lapses): the scan steps over them.
 FETCH_LUA = f"""
 local want, ttl = tonumber(ARGV[2]), ARGV[3]
 local out, offset, step = {{}}, 0, want + 64
@@ -64,6 +73,8 @@ while #out < 2 * want and offset < {FETCH_SCAN_MAX} do
   if #ids < step then break end
   offset = offset + step
 end
+-- Took all it could: more may be due, so wake another idle worker (it finds nothing at worst).
+if #out >= 2 * want then redis.call('LPUSH', KEYS[2], '1'); redis.call('LTRIM', KEYS[2], 0, 0) end
 return out
 """
 
@@ -86,11 +97,10 @@ class Consumer:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.ctx: dict[str, Any] = {}
         self._stopping = asyncio.Event()
-        self._wake = asyncio.Event()  # something was enqueued (or we stop)
         self._room = asyncio.Event()  # a slot came free (or we stop)
         self._finish = GroupCommit(self._finish_group)
         self._redis: ArqRedis | None = None
-        self._subscribed = False  # wake-ups arrive: idle polls can be rare
+        self._stop_waiting: asyncio.Task[Any] | None = None
 
     async def main(self) -> None:
         """Start up, run deliveries until SIGINT/SIGTERM, hand back what still runs after the grace, shut
@@ -104,21 +114,16 @@ class Consumer:
         self.ctx["redis"] = redis
         try:
             await self.setup.on_startup(self.ctx)
-            listener = asyncio.create_task(self._listen(redis))
-            try:
-                await self._serve()
-                await self._drain()
-            finally:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
+            await self._serve()
+            await self._drain()
             await self.setup.on_shutdown(self.ctx)
         finally:
             await redis.aclose(close_connection_pool=True)
 
     async def _serve(self) -> None:
-        stop = asyncio.create_task(self._stopping.wait())
-        stop.add_done_callback(self._unblock)
+        stop = self._stop_waiting = asyncio.create_task(self._stopping.wait())
+        stop.add_done_callback(lambda _: self._room.set())
+        wake_key = wake_list(self.setup.queue_name)
         while not self._stopping.is_set():
             free = self.setup.concurrency - len(self.tasks)
             if free <= 0:
@@ -130,23 +135,27 @@ class Consumer:
                 # slots rather than each slot costing its own round trips as it frees.
                 await asyncio.sleep(BUSY_LINGER_S)
                 free = self.setup.concurrency - len(self.tasks)
-            self._wake.clear()
             batch = await self._fetch(free)
             for delivery, message in batch:
                 self.tasks[delivery] = asyncio.create_task(self._run(delivery, message))
-            if len(batch) < free:  # nothing more is due: sleep until a wake-up or the poll delay
-                idle_s = IDLE_POLL_S if self._subscribed else self.setup.poll_delay_s
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(idle_s):
-                        await self._wake.wait()
-                        if batch:
-                            # Woken right after taking work: deliveries are arriving in a stream. A moment
-                            # more lets the next fetch and claim statement take several of them at once.
-                            await asyncio.sleep(STREAM_LINGER_S)
+            if len(batch) < free:
+                # Nothing more is due: sleep until a wake-up token. Right after taking work (deliveries
+                # arriving in a stream, whose enqueues push a token only every WAKE_GATE_MS), look again
+                # after that long anyway; otherwise every IDLE_POLL_S (a lost token, arq's own enqueue).
+                await self._idle(wake_key, STREAM_POLL_S if batch else IDLE_POLL_S)
 
-    def _unblock(self, _: object) -> None:
-        self._wake.set()
-        self._room.set()
+    async def _idle(self, wake_key: str, timeout_s: float) -> None:
+        """BLPOP a wake-up token for up to `timeout_s`, or until the stop signal."""
+        assert self._redis is not None and self._stop_waiting is not None
+        pop = asyncio.ensure_future(self._redis.blpop([wake_key], timeout=timeout_s))
+        done, _ = await asyncio.wait({pop, self._stop_waiting}, return_when=asyncio.FIRST_COMPLETED)
+        if pop not in done:
+            pop.cancel()
+            await asyncio.gather(pop, return_exceptions=True)
+            return
+        if (exc := pop.exception()) is not None:  # Redis down: poll at POLL_DELAY_SECONDS meanwhile
+            log.warning("waiting for wake-ups failed", extra={"error": type(exc).__name__})
+            await asyncio.sleep(self.setup.poll_delay_s)
 
     async def _drain(self) -> None:
         """After a stop signal: let the runs finish for the grace period, then cancel (hand back) the rest."""
@@ -162,9 +171,8 @@ class Consumer:
         """Up to n due deliveries, marked in progress (none if Redis failed: the next poll tries again)."""
         now_ms = int(time.time() * 1000)
         try:
-            flat = await self._fetch_script(
-                keys=[self.setup.queue_name], args=[now_ms, n, self.in_progress_ms]
-            )
+            keys = [self.setup.queue_name, wake_list(self.setup.queue_name)]
+            flat = await self._fetch_script(keys=keys, args=[now_ms, n, self.in_progress_ms])
         except Exception as exc:  # Redis down: the poll delay, then again
             log.warning("fetching deliveries failed", extra={"error": type(exc).__name__})
             await asyncio.sleep(self.setup.poll_delay_s)
@@ -208,23 +216,6 @@ class Consumer:
             return
         with contextlib.suppress(Exception):  # else the marker lapses on its own
             await self._redis.delete(in_progress_key_prefix + delivery)
-
-    async def _listen(self, redis: ArqRedis) -> None:
-        """Set the wake-up event on every message of the queue's wake channel; resubscribe after errors."""
-        while True:
-            try:
-                async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(wake_channel(self.setup.queue_name))
-                    self._subscribed = True
-                    self._wake.set()  # whatever was enqueued before we listened
-                    async for _ in pubsub.listen():
-                        self._wake.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # polling every POLL_DELAY_SECONDS meanwhile
-                self._subscribed = False
-                log.warning("wake-up channel failed", extra={"error": type(exc).__name__})
-                await asyncio.sleep(1)
 
 
 def _job_of(delivery: str, message: bytes) -> str | None:

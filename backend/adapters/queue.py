@@ -60,6 +60,9 @@ VIRTUAL_SPAN = 500_000_000_000  # a score above base + span is a wall-clock time
 PRIORITY_STEP = 1000
 SHARED_LANE = "-"  # the fair-share lane of deliveries with no owner (legacy ones, from before this order)
 
+WAKE_TOKENS_MAX = 16  # idle workers one enqueue can wake
+WAKE_GATE_MS = 4  # a stream of single enqueues wakes a worker at most this often
+
 PLACE_LUA = f"""
 local function place(queue, vfinish, vtime, member, owner, priority)
   local base, span, step = {VIRTUAL_BASE_MS}, {VIRTUAL_SPAN}, {PRIORITY_STEP}
@@ -73,22 +76,27 @@ local function place(queue, vfinish, vtime, member, owner, priority)
   redis.call('HSET', vfinish, owner, start + 1)
   redis.call('ZADD', queue, base + start - priority * step, member)
 end
--- Idle workers sleep on the queue's wake channel: tell them a delivery is due (at most once a millisecond,
--- so a burst of enqueues is not a burst of messages). KEYS: the gate key, the channel.
-local function wake(gate, channel)
-  if redis.call('SET', gate, '1', 'PX', 1, 'NX') then redis.call('PUBLISH', channel, '1') end
+-- Idle workers sleep in BLPOP on the queue's wake list: a token per delivery placed wakes one worker each,
+-- up to {WAKE_TOKENS_MAX} (a burst wakes that many, one enqueue wakes one, not all of them). A stream of
+-- single enqueues pushes at most one token per {WAKE_GATE_MS} ms, so each wake-up finds several deliveries.
+-- KEYS: the gate key, the wake list.
+local function wake(gate, list, n)
+  if n > 1 or redis.call('SET', gate, '1', 'PX', {WAKE_GATE_MS}, 'NX') then
+    for _ = 1, math.min(n, {WAKE_TOKENS_MAX}) do redis.call('LPUSH', list, '1') end
+    redis.call('LTRIM', list, 0, {WAKE_TOKENS_MAX - 1})
+  end
 end
 """
 
 # The same keys arq's `enqueue_job` writes (the job key with the message, and the queue entry) for any
 # number of deliveries, in one atomic round trip, skipping those that exist. KEYS: queue, delayed, delayed
-# meta, finish tags, virtual time, wake gate, wake channel. ARGV: now ms, then per delivery: delivery id,
+# meta, finish tags, virtual time, wake gate, wake list. ARGV: now ms, then per delivery: delivery id,
 # message, ttl ms, due ms, owner, priority. (The job and result keys are named from the delivery id, as arq
 # names them.)
 ENQUEUE_LUA = (
     PLACE_LUA
     + f"""
-local now, added, placed = tonumber(ARGV[1]), 0, false
+local now, added, placed = tonumber(ARGV[1]), 0, 0
 for i = 2, #ARGV, 6 do
   local id, due = ARGV[i], tonumber(ARGV[i + 3])
   local job = '{job_key_prefix}' .. id
@@ -99,19 +107,19 @@ for i = 2, #ARGV, 6 do
       redis.call('HSET', KEYS[3], id, ARGV[i + 4] .. '|' .. ARGV[i + 5])
     else
       place(KEYS[1], KEYS[4], KEYS[5], id, ARGV[i + 4], tonumber(ARGV[i + 5]))
-      placed = true
+      placed = placed + 1
     end
     added = added + 1
   end
 end
-if placed then wake(KEYS[6], KEYS[7]) end
+if placed > 0 then wake(KEYS[6], KEYS[7], placed) end
 return added
 """
 )
 ENQUEUE_CHUNK = 1000  # deliveries per script call: a bounded time inside Redis
 
 # Move deliveries that came due from the delayed set into the queue. KEYS: delayed, delayed meta,
-# queue, finish tags, virtual time, wake gate, wake channel. ARGV: now ms, most to move.
+# queue, finish tags, virtual time, wake gate, wake list. ARGV: now ms, most to move.
 PROMOTE_DUE_LUA = (
     PLACE_LUA
     + f"""
@@ -131,7 +139,7 @@ for _, member in ipairs(legacy) do
   redis.call('ZREM', KEYS[3], member)
   place(KEYS[3], KEYS[4], KEYS[5], member, '{SHARED_LANE}', 0)
 end
-if #due + #legacy > 0 then wake(KEYS[6], KEYS[7]) end
+if #due + #legacy > 0 then wake(KEYS[6], KEYS[7], #due + #legacy) end
 return #due + #legacy
 """
 )
@@ -143,8 +151,8 @@ def delivery_id(job_id: uuid.UUID, attempts: int) -> str:
     return f"{job_id}:{attempts}"
 
 
-def wake_channel(queue_name: str) -> str:
-    """The pub/sub channel on which enqueues wake idle workers of this queue."""
+def wake_list(queue_name: str) -> str:
+    """The list whose tokens wake idle workers of this queue (one token, one worker)."""
     return f"{queue_name}:wake"
 
 
@@ -174,7 +182,7 @@ class Queue:
         self.delayed_meta = f"{name}:delayed:meta"  # delivery id -> "owner|priority"
         self.finish_tags = f"{name}:fair:finish"  # owner -> its last virtual finish tag
         self.virtual_time = f"{name}:fair:vtime"
-        self.wake_keys = [f"{name}:wake:gate", wake_channel(name)]
+        self.wake_keys = [f"{name}:wake:gate", wake_list(name)]
         self.horizon_ms = int(horizon_s * 1000)
         self.in_progress_ms = int(in_progress_ttl_s(lease_s) * 1000)
         self._enqueue_script = redis.register_script(ENQUEUE_LUA)

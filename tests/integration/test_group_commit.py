@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from backend.adapters.consumer import FETCH_LUA, FINISH_LUA
-from backend.adapters.queue import Queue, connect
+from backend.adapters.queue import WAKE_TOKENS_MAX, Queue, connect, wake_list
 from backend.domain.lifecycle import succeeded
 from backend.domain.records import Claim, Delivery
 from backend.services.runs import UNSTORABLE, RunWriter
@@ -125,7 +125,7 @@ async def queue(servers: tuple[str, str]) -> AsyncIterator[Queue]:
     try:
         yield q
     finally:
-        await redis.delete(q.name, q.delayed, q.delayed_meta, q.finish_tags, q.virtual_time)
+        await redis.delete(q.name, q.delayed, q.delayed_meta, q.finish_tags, q.virtual_time, *q.wake_keys)
         await redis.aclose()
 
 
@@ -140,15 +140,34 @@ async def test_one_fetch_takes_several_free_deliveries_and_one_call_finishes_the
     await r.delete(f"arq:job:{ids[5]}")  # its message expired: nothing to run
     fetch, finish = r.register_script(FETCH_LUA), r.register_script(FINISH_LUA)
     now_ms = 2_000_000_000_000  # any time now: every queued score is virtual, far below
-    flat = await fetch(keys=[queue.name], args=[now_ms, 10, 5000])
+    keys = [queue.name, wake_list(queue.name)]
+    await r.delete(wake_list(queue.name))
+    flat = await fetch(keys=keys, args=[now_ms, 10, 5000])
     got = [flat[i].decode() for i in range(0, len(flat), 2)]
     assert sorted(got) == sorted(ids[2:5])
     for d in got:
         assert 0 < await r.pttl(f"arq:in-progress:{d}") <= 5000
     assert await r.zscore(queue.name, ids[5]) is None  # dropped
-    assert await fetch(keys=[queue.name], args=[now_ms, 10, 5000]) == []  # all held now
+    assert await fetch(keys=keys, args=[now_ms, 10, 5000]) == []  # all held now
+    assert await r.llen(wake_list(queue.name)) == 0  # it never took all it asked for: no one to wake
     await finish(keys=[queue.name], args=got)
     left = {m.decode() for m in await r.zrange(queue.name, 0, -1)}
     assert left == set(ids[:2])
     for d in got:
         assert await r.exists(f"arq:job:{d}", f"arq:in-progress:{d}") == 0
+
+
+async def test_one_enqueue_wakes_one_worker_and_a_burst_wakes_several(queue: Queue) -> None:
+    """Idle workers sleep in BLPOP on the wake list: a token per delivery placed, up to WAKE_TOKENS_MAX."""
+    owner, wake = uuid.uuid4(), wake_list(queue.name)
+    assert await queue.enqueue_many([Delivery(uuid.uuid4(), 0, None, owner, 0)]) == 1
+    assert await queue.redis.llen(wake) == 1
+    await queue.redis.delete(wake)
+    burst = [Delivery(uuid.uuid4(), 0, None, owner, 0) for _ in range(40)]
+    assert await queue.enqueue_many(burst) == 40
+    assert await queue.redis.llen(wake) == WAKE_TOKENS_MAX
+    # a fetch that takes all it asked for leaves a token for another idle worker
+    await queue.redis.delete(wake)
+    fetch = queue.redis.register_script(FETCH_LUA)
+    flat = await fetch(keys=[queue.name, wake], args=[2_000_000_000_000, 5, 5000])
+    assert len(flat) == 10 and await queue.redis.llen(wake) == 1
