@@ -61,7 +61,7 @@ PRIORITY_STEP = 1000
 SHARED_LANE = "-"  # the fair-share lane of deliveries with no owner (legacy ones, from before this order)
 
 WAKE_TOKENS_MAX = 16  # idle workers one enqueue can wake
-WAKE_GATE_MS = 4  # a stream of single enqueues wakes a worker at most this often
+WAKE_GATE_MS = 10  # a stream of single enqueues wakes a worker at most this often
 
 PLACE_LUA = f"""
 local function place(queue, vfinish, vtime, member, owner, priority)
