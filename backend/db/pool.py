@@ -55,6 +55,16 @@ async def _json_codecs(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(kind, encoder=encode_json, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A released connection's reset: nothing beyond asyncpg's own (a transaction left open is rolled
+    back, listeners dropped).
+
+    asyncpg's default runs `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every
+    release: a round trip per borrowed connection, about 5% of a POST /jobs (measured). No statement here
+    leaves session state behind: advisory locks and `SET LOCAL` are transaction-scoped, cursors live in a
+    transaction, and nothing LISTENs."""
+
+
 async def create_pool(url: str, size: int) -> asyncpg.Pool:
     """A pool of up to `size` connections, opened lazily past the first one.
 
@@ -62,6 +72,11 @@ async def create_pool(url: str, size: int) -> asyncpg.Pool:
     PostgreSQL backend per request.
     """
     pool: asyncpg.Pool = await asyncpg.create_pool(
-        asyncpg_dsn(url), min_size=1, max_size=size, init=_json_codecs, max_inactive_connection_lifetime=300
+        asyncpg_dsn(url),
+        min_size=1,
+        max_size=size,
+        init=_json_codecs,
+        reset=_keep_session,
+        max_inactive_connection_lifetime=300,
     )
     return pool
