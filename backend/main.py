@@ -22,6 +22,7 @@ from backend.core.tracing import tracer_for
 from backend.repo.jobs import JobRepository
 from backend.resources import Resources, open_resources
 from backend.services.auth import Authenticator, ensure_key
+from backend.services.jobs import JobService
 from backend.services.quotas import QuotaGuard
 from backend.services.sessions import SessionService
 from backend.services.watch import JobWatcher
@@ -55,7 +56,7 @@ async def build_state(res: Resources) -> AppState:
     authenticator = Authenticator(res.pool, settings.auth_cache_seconds, failures)
     secret = settings.ui_session_secret.get_secret_value() if settings.ui_session_secret else None
     sessions = SessionService(res.pool, authenticator, settings.ui_session_hours * 3600, secret)
-    return AppState(res, authenticator, watcher, quotas, limiter, sessions)
+    return AppState(res, authenticator, watcher, quotas, limiter, sessions, JobService(res, quotas))
 
 
 def create_app(settings: Settings | None = None, tracer: Tracer | None = None) -> FastAPI:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_json
 
-from backend.domain.jobs import JobCreate, JobPublic
+from backend.domain.jobs import JobCreate, JobPublic, public_view
+from backend.domain.records import JobRecord
 
 MAX_BATCH_JOBS = 1000
 
@@ -40,3 +44,19 @@ class BatchCreated(BatchView):
     """A new batch with its jobs, in the order submitted."""
 
     jobs: list[JobPublic]
+
+
+def created_json(
+    batch_id: uuid.UUID, name: str | None, jobs: Sequence[JobRecord], show_owner: bool = False
+) -> bytes:
+    """A new batch as `BatchCreated` JSON, its jobs in the order submitted, serialized once from the
+    records we just wrote (no model built and validated per job: see `public_view`)."""
+    view = {
+        "id": batch_id,
+        "name": name,
+        "created_at": min(j.created_at for j in jobs),
+        "counts": dict(Counter(j.status.value for j in jobs)),
+        "done": all(j.status.is_terminal for j in jobs),
+        "jobs": [public_view(j, show_owner) for j in jobs],
+    }
+    return to_json(view)

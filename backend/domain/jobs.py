@@ -19,7 +19,7 @@ from pydantic import (
     create_model,
     field_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, to_json
 
 from backend.domain.datetimes import Timestamp
 from backend.domain.enums import JobStatus, RunOutcome
@@ -266,6 +266,54 @@ class JobPublic(BaseModel):
         if not show_owner:
             view.owner_id = None  # a fresh model of our own: no copy needed
         return view
+
+
+def public_view(job: JobRecord, show_owner: bool = False) -> dict[str, Any]:
+    """`JobPublic.of(job, show_owner)` as a plain dict, for `pydantic_core.to_json`: the same keys in the
+    same order, holding values that it serializes exactly as the model does (a unit test holds the two
+    equal). For records we have just written ourselves: validating our own values again was a tenth of a
+    batch request (measured)."""
+    file = job.result_file
+    return {
+        "id": job.id,
+        "owner_id": job.owner_id if show_owner else None,
+        "type": job.type,
+        "name": job.name,
+        "payload": job.payload,
+        "status": job.status.value,
+        "progress": float(job.progress),
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "result": job.result,
+        "error": job.error,
+        "result_file": None
+        if file is None
+        else {
+            "filename": file.filename,
+            "size_bytes": file.size_bytes,
+            "sha256": file.sha256,
+            "content_type": file.content_type,
+            "url": f"{job_location(job.id)}/download",
+        },
+        "tags": job.tags,
+        "priority": job.priority,
+        "concurrency_key": job.concurrency_key,
+        "concurrency_limit": job.concurrency_limit,
+        "schedule_id": job.schedule_id,
+        "webhook_url": job.webhook_url,
+        "batch_id": job.batch_id,
+        "depends_on": job.depends_on,
+        "created_at": job.created_at,
+        "scheduled_at": job.scheduled_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "updated_at": job.updated_at,
+    }
+
+
+def public_json(job: JobRecord, show_owner: bool = False) -> bytes:
+    """`JobPublic.of(job, show_owner)` as JSON, serialized once (see `public_view`)."""
+    return to_json(public_view(job, show_owner))
 
 
 class RunView(BaseModel):
