@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
-from backend.domain.jobs import JobCreate, JobPublic, public_view
-from backend.domain.records import JobRecord
+from backend.domain.enums import JobStatus
+from backend.domain.jobs import JobCreate, JobPublic, new_job_view
 
 MAX_BATCH_JOBS = 1000
 
@@ -47,16 +48,21 @@ class BatchCreated(BatchView):
 
 
 def created_json(
-    batch_id: uuid.UUID, name: str | None, jobs: Sequence[JobRecord], show_owner: bool = False
+    batch_id: uuid.UUID,
+    name: str | None,
+    rows: Sequence[Mapping[str, Any]],
+    stamps: Sequence[Mapping[str, Any]],
+    show_owner: bool = False,
 ) -> bytes:
-    """A new batch as `BatchCreated` JSON, its jobs in the order submitted, serialized once from the
-    records we just wrote (no model built and validated per job: see `public_view`)."""
+    """A new batch as `BatchCreated` JSON, its jobs in the order submitted (their inserted values and
+    what the database set, as `new_job_view` takes them), serialized once."""
+    statuses = [str(r["status"]) for r in rows]
     view = {
         "id": batch_id,
         "name": name,
-        "created_at": min(j.created_at for j in jobs),
-        "counts": dict(Counter(j.status.value for j in jobs)),
-        "done": all(j.status.is_terminal for j in jobs),
-        "jobs": [public_view(j, show_owner) for j in jobs],
+        "created_at": min(s["created_at"] for s in stamps),
+        "counts": dict(Counter(statuses)),
+        "done": all(JobStatus(s).is_terminal for s in set(statuses)),
+        "jobs": [new_job_view(r, s, batch_id, show_owner) for r, s in zip(rows, stamps, strict=True)],
     }
     return to_json(view)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, Union
@@ -19,7 +20,7 @@ from pydantic import (
     create_model,
     field_validator,
 )
-from pydantic_core import PydanticCustomError, to_json
+from pydantic_core import PydanticCustomError
 
 from backend.domain.datetimes import Timestamp
 from backend.domain.enums import JobStatus, RunOutcome
@@ -268,52 +269,46 @@ class JobPublic(BaseModel):
         return view
 
 
-def public_view(job: JobRecord, show_owner: bool = False) -> dict[str, Any]:
-    """`JobPublic.of(job, show_owner)` as a plain dict, for `pydantic_core.to_json`: the same keys in the
-    same order, holding values that it serializes exactly as the model does (a unit test holds the two
-    equal). For records we have just written ourselves: validating our own values again was a tenth of a
-    batch request (measured)."""
-    file = job.result_file
+def new_job_view(
+    values: Mapping[str, Any],
+    stamps: Mapping[str, Any],
+    batch_id: uuid.UUID | None = None,
+    show_owner: bool = False,
+) -> dict[str, Any]:
+    """`JobPublic` of a job just inserted, as a plain dict for `pydantic_core.to_json`, straight from the
+    values it was inserted with (`new_job`'s, plus `status`, `error` and `depends_on` where given) and
+    what the database set (`repo.jobs.NEW_JOB_STAMPS`): the same keys in the same order, with values it
+    serializes exactly as the model does (a unit test holds the two equal). No record is built and no
+    model validated: for a 1,000-job batch those were a quarter of the request (measured)."""
     return {
-        "id": job.id,
-        "owner_id": job.owner_id if show_owner else None,
-        "type": job.type,
-        "name": job.name,
-        "payload": job.payload,
-        "status": job.status.value,
-        "progress": float(job.progress),
-        "attempts": job.attempts,
-        "max_attempts": job.max_attempts,
-        "result": job.result,
-        "error": job.error,
-        "result_file": None
-        if file is None
-        else {
-            "filename": file.filename,
-            "size_bytes": file.size_bytes,
-            "sha256": file.sha256,
-            "content_type": file.content_type,
-            "url": f"{job_location(job.id)}/download",
-        },
-        "tags": job.tags,
-        "priority": job.priority,
-        "concurrency_key": job.concurrency_key,
-        "concurrency_limit": job.concurrency_limit,
-        "schedule_id": job.schedule_id,
-        "webhook_url": job.webhook_url,
-        "batch_id": job.batch_id,
-        "depends_on": job.depends_on,
-        "created_at": job.created_at,
-        "scheduled_at": job.scheduled_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "updated_at": job.updated_at,
+        "id": values["id"],
+        "owner_id": values["owner_id"] if show_owner else None,
+        "type": values["type"],
+        "name": values["name"],
+        "payload": values["payload"],
+        # str() of a StrEnum is its value: pydantic-core serializes an enum 10x slower than a str, and
+        # `.value` is a Python-level property
+        "status": str(values.get("status", JobStatus.PENDING)),
+        "progress": 0.0,
+        "attempts": 0,
+        "max_attempts": values["max_attempts"],
+        "result": None,
+        "error": values.get("error"),
+        "result_file": None,
+        "tags": values.get("tags") or [],
+        "priority": values.get("priority", 0),
+        "concurrency_key": values.get("concurrency_key"),
+        "concurrency_limit": values.get("concurrency_limit"),
+        "schedule_id": None,
+        "webhook_url": values.get("webhook_url"),
+        "batch_id": batch_id,
+        "depends_on": values.get("depends_on") or [],
+        "created_at": stamps["created_at"],
+        "scheduled_at": stamps["scheduled_at"],
+        "started_at": None,
+        "finished_at": stamps["finished_at"],
+        "updated_at": stamps["updated_at"],
     }
-
-
-def public_json(job: JobRecord, show_owner: bool = False) -> bytes:
-    """`JobPublic.of(job, show_owner)` as JSON, serialized once (see `public_view`)."""
-    return to_json(public_view(job, show_owner))
 
 
 class RunView(BaseModel):

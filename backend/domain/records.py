@@ -71,50 +71,8 @@ class JobRecord:
         values["result_file"] = StoredFile(**file) if file else None
         return cls(**values)
 
-    @classmethod
-    def inserted(
-        cls, values: Mapping[str, Any], stamps: Mapping[str, Any], batch_id: uuid.UUID | None = None
-    ) -> JobRecord:
-        """A job just inserted, from the values it was inserted with (`new_job`'s, plus `status` (a
-        JobStatus), `error` and `depends_on` where given) and the columns the database set
-        (`NEW_JOB_STAMPS`): every other column of a new row is its default."""
-        return cls(
-            id=values["id"],
-            owner_id=values["owner_id"],
-            type=values["type"],
-            name=values["name"],
-            payload=values["payload"],
-            status=values.get("status", JobStatus.PENDING),
-            progress=0.0,
-            attempts=0,
-            max_attempts=values["max_attempts"],
-            result=None,
-            error=values.get("error"),
-            result_file=None,
-            tags=list(values.get("tags") or ()),
-            cancel_requested=False,
-            worker_id=None,
-            claim_token=None,
-            lease_expires_at=None,
-            created_at=stamps["created_at"],
-            scheduled_at=stamps["scheduled_at"],
-            started_at=None,
-            finished_at=stamps["finished_at"],
-            updated_at=stamps["updated_at"],
-            priority=values.get("priority", 0),
-            concurrency_key=values.get("concurrency_key"),
-            concurrency_limit=values.get("concurrency_limit"),
-            webhook_url=values.get("webhook_url"),
-            batch_id=batch_id,
-            depends_on=list(values.get("depends_on") or ()),
-            traceparent=values.get("traceparent"),
-        )
-
 
 JOB_COLUMNS = tuple(f.name for f in fields(JobRecord))
-# What the database decides for a new job (`JobRecord.inserted`): the time of the insert, the due time
-# (that time unless one was given), and finished_at for a job created already cancelled.
-NEW_JOB_STAMPS = ("id", "created_at", "scheduled_at", "updated_at", "finished_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +124,12 @@ class Delivery(NamedTuple):
     def of(cls, job: JobRecord) -> Delivery:
         """The next delivery of a job."""
         return cls(job.id, job.attempts, job.scheduled_at, job.owner_id, job.priority)
+
+    @classmethod
+    def first(cls, values: Mapping[str, Any], stamps: Mapping[str, Any]) -> Delivery:
+        """The first delivery of a job just inserted with `values` (`new_job`'s), due when the database
+        said (`stamps`: `NEW_JOB_STAMPS`)."""
+        return cls(values["id"], 0, stamps["scheduled_at"], values["owner_id"], values.get("priority", 0))
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Delivery:

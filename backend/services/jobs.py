@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from pydantic_core import to_json
+
 from backend.core.batching import GroupCommit
 from backend.core.config import Settings
 from backend.core.ids import uuid7
@@ -39,7 +41,7 @@ from backend.domain.jobs import (
     BulkResult,
     JobSubmission,
     job_location,
-    public_json,
+    new_job_view,
 )
 from backend.domain.lifecycle import CANCELLED_BY_REQUEST, Event, next_status, parent_ended_error, sources
 from backend.domain.records import BatchRecord, Delivery, FailureGroup, JobRecord, RunRecord
@@ -155,10 +157,13 @@ def resolve_parents(
     return parents
 
 
-def new_job(owner_id: uuid.UUID, body: JobSubmission, default_max_attempts: int) -> dict[str, Any]:
-    """The row values of a new job from a submission (a client's, or a schedule's at its fire)."""
+def new_job(
+    owner_id: uuid.UUID, body: JobSubmission, default_max_attempts: int, job_id: uuid.UUID | None = None
+) -> dict[str, Any]:
+    """The row values of a new job from a submission (a client's, or a schedule's at its fire), with a new
+    id unless `job_id` is given (a batch's jobs get theirs first, for `#i` references)."""
     return {
-        "id": uuid7(),
+        "id": job_id or uuid7(),
         "owner_id": owner_id,
         "type": body.type,
         "name": body.name,
@@ -216,33 +221,42 @@ class JobService:
             return await self._submit_with_parents(owner_id, body, idem, show_owner, traceparent)
         values = self._new_job(owner_id, body, traceparent)
         if idem is None:
-            stored = await self._plain.submit(values)  # committed and enqueued with whatever came along
-            if isinstance(stored, Exception):
-                raise stored
+            stamps = await self._plain.submit(values)  # committed and enqueued with whatever came along
+            if isinstance(stamps, Exception):
+                raise stamps
             self.quotas.accepted(owner_id)
-            return Submitted(201, public_json(stored, show_owner), job_location(stored.id), replayed=False)
+            return self._created(values, stamps, show_owner)
         outcome = await self._submit_with_key(owner_id, values, idem.request(body), show_owner)
         if isinstance(outcome, Submitted):
             return outcome
-        job, response = outcome
         self.quotas.accepted(owner_id)
-        await self.queue.enqueue(Delivery.of(job))
-        return response
+        await self.queue.enqueue(Delivery.first(values, outcome))
+        return self._created(values, outcome, show_owner)
 
-    async def _store_plain(self, rows: Sequence[dict[str, Any]]) -> list[JobRecord | Exception]:
-        """Insert jobs (of any owners) with one statement, then enqueue them with one script call; each
-        row's record, in order. Should the statement fail for several rows, each is stored alone, so that
-        a row the database refuses fails its own request and no other."""
+    @staticmethod
+    def _created(values: Mapping[str, Any], stamps: Mapping[str, Any], show_owner: bool) -> Submitted:
+        view = to_json(new_job_view(values, stamps, None, show_owner))
+        return Submitted(201, view, job_location(values["id"]), replayed=False)
+
+    async def _store_plain(self, rows: Sequence[dict[str, Any]]) -> list[Mapping[str, Any] | Exception]:
+        """Insert jobs (of any owners) with one statement, then enqueue them with one script call; what
+        the database set for each row, in order. Should the statement fail for several rows, each is
+        stored alone, so that a row the database refuses fails its own request and no other."""
         try:
-            stored: list[JobRecord | Exception] = list(await self.jobs.insert_many(rows))
+            stored: list[Mapping[str, Any] | Exception] = list(await self.jobs.insert_many(rows))
         except Exception:
             if len(rows) == 1:
                 raise
             stored = [await self._store_alone(row) for row in rows]
-        await self.queue.enqueue_many([Delivery.of(j) for j in stored if isinstance(j, JobRecord)])
+        deliveries = [
+            Delivery.first(row, stamps)
+            for row, stamps in zip(rows, stored, strict=True)
+            if not isinstance(stamps, Exception)
+        ]
+        await self.queue.enqueue_many(deliveries)
         return stored
 
-    async def _store_alone(self, row: dict[str, Any]) -> JobRecord | Exception:
+    async def _store_alone(self, row: dict[str, Any]) -> Mapping[str, Any] | Exception:
         try:
             return (await self.jobs.insert_many([row]))[0]
         except Exception as exc:
@@ -258,8 +272,9 @@ class JobService:
     ) -> Submitted:
         """A job with `depends_on`: its parents are locked and read in the transaction that inserts it."""
 
-        def respond(jobs: Sequence[JobRecord]) -> Submitted:
-            return Submitted(201, public_json(jobs[0], show_owner), job_location(jobs[0].id), replayed=False)
+        def respond(rows: Sequence[dict[str, Any]], stamps: Sequence[Mapping[str, Any]]) -> Submitted:
+            view = to_json(new_job_view(rows[0], stamps[0], None, show_owner))
+            return Submitted(201, view, job_location(rows[0]["id"]), replayed=False)
 
         outcome = await self._store(
             owner_id, [body], None, None, ("body",), respond, idem, body, traceparent=traceparent
@@ -273,7 +288,7 @@ class JobService:
         batch: tuple[uuid.UUID, str | None] | None,
         batch_ids: Sequence[uuid.UUID] | None,
         loc: tuple[str | int, ...],
-        respond: Callable[[Sequence[JobRecord]], Submitted],
+        respond: Callable[[Sequence[dict[str, Any]], Sequence[Mapping[str, Any]]], Submitted],
         idem: IdempotencyKey | None,
         request: Any,
         *,
@@ -310,27 +325,32 @@ class JobService:
                                 )
                         status, error = first_status(ps, statuses)
                         statuses[ids[i]] = status
-                        values = {**self._new_job(owner_id, body, traceparent), "id": ids[i]}
+                        values = self._new_job(owner_id, body, traceparent, ids[i])
                         rows.append({**values, "status": status, "error": error, "depends_on": ps})
                         if status is JobStatus.BLOCKED:
                             pairs += [(ids[i], p) for p in ps]
                     batch_id = None
                     if batch is not None:
                         batch_id = await BatchRepository(conn).insert(owner_id, batch[0], batch[1], len(rows))
-                    jobs = await repo.insert_many(rows, batch_id)
+                    stamps = await repo.insert_many(rows, batch_id)
                     await repo.insert_dependencies(pairs)
-                    outcome = respond(jobs)
+                    outcome = respond(rows, stamps)
                     if idem is not None:
                         req = idem.request(request)
                         response = StoredResponse(req.fingerprint, 201, outcome.json_body(), outcome.location)
                         if not await keys.store_first(
-                            owner_id, req.key, ttl, response, jobs[0].id if not in_batch else None
+                            owner_id, req.key, ttl, response, rows[0]["id"] if not in_batch else None
                         ):
                             raise _KeyTaken()
             except _KeyTaken:
                 return await self._replay(keys, owner_id, idem.request(request), ttl)  # type: ignore[union-attr]
-        self.quotas.accepted(owner_id, len(jobs))
-        await self.queue.enqueue_many([Delivery.of(j) for j in jobs if j.status is JobStatus.PENDING])
+        self.quotas.accepted(owner_id, len(rows))
+        runnable = [
+            Delivery.first(row, s)
+            for row, s in zip(rows, stamps, strict=True)
+            if row["status"] is JobStatus.PENDING
+        ]
+        await self.queue.enqueue_many(runnable)
         return outcome
 
     @staticmethod
@@ -340,28 +360,34 @@ class JobService:
     def _allowed(self, body: JobSubmission) -> None:
         check_allowed(self.settings, body, ("body",))
 
-    def _new_job(self, owner_id: uuid.UUID, body: JobSubmission, traceparent: str | None) -> dict[str, Any]:
-        values = new_job(owner_id, body, self.settings.default_max_attempts)
+    def _new_job(
+        self,
+        owner_id: uuid.UUID,
+        body: JobSubmission,
+        traceparent: str | None,
+        job_id: uuid.UUID | None = None,
+    ) -> dict[str, Any]:
+        values = new_job(owner_id, body, self.settings.default_max_attempts, job_id)
         return {**values, "traceparent": traceparent}
 
     async def _submit_with_key(
         self, owner_id: uuid.UUID, values: dict[str, Any], idem: IdempotencyRequest, show_owner: bool
-    ) -> tuple[JobRecord, Submitted] | Submitted:
-        """Job, key record and stored response in one transaction (the job and its response); the replay
-        if the key is taken."""
+    ) -> Mapping[str, Any] | Submitted:
+        """Job, key record and stored response in one transaction (what the database set for the job);
+        the replay if the key is taken."""
         ttl = self.settings.idempotency_ttl_hours * 3600
         async with self.pool.acquire() as conn:
             keys = IdempotencyRepository(conn)
             try:
                 async with conn.transaction():
-                    (job,) = await JobRepository(conn).insert_many([values])
-                    fresh = Submitted(201, public_json(job, show_owner), job_location(job.id), replayed=False)
+                    (stamps,) = await JobRepository(conn).insert_many([values])
+                    fresh = self._created(values, stamps, show_owner)
                     response = StoredResponse(idem.fingerprint, 201, fresh.json_body(), fresh.location)
-                    if not await keys.store_first(owner_id, idem.key, ttl, response, job.id):
+                    if not await keys.store_first(owner_id, idem.key, ttl, response, values["id"]):
                         raise _KeyTaken()
             except _KeyTaken:
                 return await self._replay(keys, owner_id, idem, ttl)
-        return job, fresh
+        return stamps
 
     async def _replay(
         self, keys: IdempotencyRepository, owner_id: uuid.UUID, idem: IdempotencyRequest, ttl: float
@@ -390,8 +416,8 @@ class JobService:
         batch = (uuid7(), body.name)
         ids = [uuid7() for _ in body.jobs]
 
-        def respond(jobs: Sequence[JobRecord]) -> Submitted:
-            view = created_json(batch[0], body.name, jobs, show_owner)
+        def respond(rows: Sequence[dict[str, Any]], stamps: Sequence[Mapping[str, Any]]) -> Submitted:
+            view = created_json(batch[0], body.name, rows, stamps, show_owner)
             return Submitted(201, view, batch_location(batch[0]), replayed=False)
 
         return await self._store(

@@ -14,12 +14,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
+from pydantic_core import to_json
 
 from backend.core.config import Settings
 from backend.domain.batches import BatchCreated, created_json
 from backend.domain.enums import JobStatus
-from backend.domain.jobs import SUBMISSION_MODELS, JobPublic, public_json
-from backend.domain.records import Delivery, JobRecord, StoredFile
+from backend.domain.jobs import SUBMISSION_MODELS, JobPublic, new_job_view
+from backend.domain.records import Delivery, JobRecord
 from backend.resources import Resources
 from backend.services.jobs import JobService
 from backend.services.quotas import QuotaGuard
@@ -35,13 +36,13 @@ class FakeJobs:
 
     async def insert_many(
         self, rows: Sequence[Mapping[str, Any]], batch_id: uuid.UUID | None = None
-    ) -> list[JobRecord]:
+    ) -> list[Mapping[str, Any]]:
         self.statements.append([r["name"] for r in rows])
         await asyncio.sleep(0.001)
         if any(r["name"] == "refused" for r in rows):
             raise ValueError("refused by the database")
         stamps = {"created_at": NOW, "scheduled_at": NOW, "updated_at": NOW, "finished_at": None}
-        return [JobRecord.inserted(r, stamps, batch_id) for r in rows]
+        return [stamps for _ in rows]
 
 
 class FakeQueue:
@@ -101,60 +102,84 @@ async def test_a_lone_refused_row_fails_once() -> None:
     assert jobs.statements == [["refused"]]
 
 
-def records() -> list[JobRecord]:
-    base = JobRecord.inserted(
-        {
-            "id": uuid.uuid4(),
-            "owner_id": uuid.uuid4(),
-            "type": "sleep",
-            "name": "é ünïcode \u2028",
-            "payload": {"seconds": 0.5, "fail_first": 0},
-            "max_attempts": 3,
-            "tags": ["a", "b"],
-            "priority": -3,
-            "concurrency_key": "k",
-            "concurrency_limit": 2,
-            "webhook_url": "https://example.com/hook",
-            "depends_on": [uuid.uuid4(), uuid.uuid4()],
-            "status": JobStatus.BLOCKED,
-            "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01",
-        },
-        {"created_at": NOW, "scheduled_at": NOW + timedelta(hours=1), "updated_at": NOW, "finished_at": None},
-        uuid.uuid4(),
-    )
-    file = StoredFile("k/1", "report.csv", 123, "ab" * 32, "text/csv")
-    done = JobRecord(
-        **{
-            **{f: getattr(base, f) for f in base.__slots__},
-            "status": JobStatus.COMPLETED,
-            "progress": 1,
-            "attempts": 2,
-            "result": {"value": [1, 2.5, None, "x"]},
-            "result_file": file,
-            "started_at": NOW,
-            "finished_at": NOW + timedelta(seconds=3),
-            "schedule_id": uuid.uuid4(),
-            "error": "an error",
-        }
-    )
-    return [base, done]
+def inserted() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(values, stamps) of new jobs: a plain one, and one with every optional field (blocked)."""
+    plain = {
+        "id": uuid.uuid4(),
+        "owner_id": uuid.uuid4(),
+        "type": "sleep",
+        "name": None,
+        "payload": {"seconds": 0.0, "fail_first": 0},
+        "max_attempts": 3,
+        "scheduled_at": None,
+        "tags": [],
+        "priority": 0,
+        "concurrency_key": None,
+        "concurrency_limit": None,
+        "webhook_url": None,
+        "traceparent": None,
+    }
+    full = {
+        **plain,
+        "id": uuid.uuid4(),
+        "name": "é ünïcode \u2028",
+        "payload": {"seconds": 0.5, "fail_first": 1},
+        "tags": ["a", "b"],
+        "priority": -3,
+        "concurrency_key": "k",
+        "concurrency_limit": 2,
+        "webhook_url": "https://example.com/hook",
+        "depends_on": [uuid.uuid4(), uuid.uuid4()],
+        "status": JobStatus.BLOCKED,
+        "error": None,
+        "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01",
+    }
+    stamps = {"created_at": NOW, "scheduled_at": NOW, "updated_at": NOW, "finished_at": None}
+    later = {**stamps, "scheduled_at": NOW + timedelta(hours=1)}
+    return [(plain, stamps), (full, later)]
+
+
+def record(values: dict[str, Any], stamps: dict[str, Any], batch_id: uuid.UUID | None) -> JobRecord:
+    """The row as the database holds it (`SELECT *`): what was sent, the stamps, the defaults."""
+    defaults = {
+        "status": JobStatus.PENDING,
+        "progress": 0.0,
+        "attempts": 0,
+        "result": None,
+        "error": None,
+        "result_file": None,
+        "cancel_requested": False,
+        "worker_id": None,
+        "claim_token": None,
+        "lease_expires_at": None,
+        "started_at": None,
+        "depends_on": [],
+    }
+    row = {**defaults, **values, **stamps, "batch_id": batch_id}
+    return JobRecord.from_row(row)
 
 
 @pytest.mark.parametrize("show_owner", [False, True])
-def test_public_json_is_what_the_model_serializes(show_owner: bool) -> None:
-    for record in records():
-        assert public_json(record, show_owner) == JobPublic.of(record, show_owner).model_dump_json().encode()
+def test_a_new_job_view_is_what_the_model_serializes(show_owner: bool) -> None:
+    batch_id = uuid.uuid4()
+    for values, stamps in inserted():
+        for batch in (None, batch_id):
+            model = JobPublic.of(record(values, stamps, batch), show_owner)
+            view = to_json(new_job_view(values, stamps, batch, show_owner))
+            assert view == model.model_dump_json().encode()
 
 
 def test_created_json_is_what_the_batch_model_serializes() -> None:
-    jobs = records()
+    jobs = inserted()
     batch_id = uuid.uuid4()
     model = BatchCreated(
         id=batch_id,
         name="nightly",
-        created_at=min(j.created_at for j in jobs),
-        counts={"blocked": 1, "completed": 1},
+        created_at=NOW,
+        counts={"pending": 1, "blocked": 1},
         done=False,
-        jobs=[JobPublic.of(j, True) for j in jobs],
+        jobs=[JobPublic.of(record(v, s, batch_id), True) for v, s in jobs],
     )
-    assert created_json(batch_id, "nightly", jobs, True) == model.model_dump_json().encode()
+    rows = [{**v, "status": v.get("status", JobStatus.PENDING)} for v, _ in jobs]
+    created = created_json(batch_id, "nightly", rows, [s for _, s in jobs], True)
+    assert created == model.model_dump_json().encode()
