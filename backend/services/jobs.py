@@ -229,9 +229,10 @@ class JobService:
         outcome = await self._submit_with_key(owner_id, values, idem.request(body), show_owner)
         if isinstance(outcome, Submitted):
             return outcome
+        stamps, created = outcome
         self.quotas.accepted(owner_id)
-        await self.queue.enqueue(Delivery.first(values, outcome))
-        return self._created(values, outcome, show_owner)
+        await self.queue.enqueue(Delivery.first(values, stamps))
+        return created
 
     @staticmethod
     def _created(values: Mapping[str, Any], stamps: Mapping[str, Any], show_owner: bool) -> Submitted:
@@ -372,9 +373,9 @@ class JobService:
 
     async def _submit_with_key(
         self, owner_id: uuid.UUID, values: dict[str, Any], idem: IdempotencyRequest, show_owner: bool
-    ) -> Mapping[str, Any] | Submitted:
-        """Job, key record and stored response in one transaction (what the database set for the job);
-        the replay if the key is taken."""
+    ) -> tuple[Mapping[str, Any], Submitted] | Submitted:
+        """Job, key record and stored response in one transaction (what the database set for the job,
+        and the response); the replay if the key is taken."""
         ttl = self.settings.idempotency_ttl_hours * 3600
         async with self.pool.acquire() as conn:
             keys = IdempotencyRepository(conn)
@@ -387,7 +388,7 @@ class JobService:
                         raise _KeyTaken()
             except _KeyTaken:
                 return await self._replay(keys, owner_id, idem, ttl)
-        return stamps
+        return stamps, fresh
 
     async def _replay(
         self, keys: IdempotencyRepository, owner_id: uuid.UUID, idem: IdempotencyRequest, ttl: float
