@@ -326,8 +326,9 @@ class JobService:
                                 )
                         status, error = first_status(ps, statuses)
                         statuses[ids[i]] = status
-                        values = self._new_job(owner_id, body, traceparent, ids[i])
-                        rows.append({**values, "status": status, "error": error, "depends_on": ps})
+                        row = self._new_job(owner_id, body, traceparent, ids[i])
+                        row.update(status=str(status), error=error, depends_on=ps)
+                        rows.append(row)
                         if status is JobStatus.BLOCKED:
                             pairs += [(ids[i], p) for p in ps]
                     batch_id = None
@@ -349,7 +350,7 @@ class JobService:
         runnable = [
             Delivery.first(row, s)
             for row, s in zip(rows, stamps, strict=True)
-            if row["status"] is JobStatus.PENDING
+            if row["status"] == JobStatus.PENDING
         ]
         await self.queue.enqueue_many(runnable)
         return outcome
@@ -369,7 +370,8 @@ class JobService:
         job_id: uuid.UUID | None = None,
     ) -> dict[str, Any]:
         values = new_job(owner_id, body, self.settings.default_max_attempts, job_id)
-        return {**values, "traceparent": traceparent}
+        values["traceparent"] = traceparent
+        return values
 
     async def _submit_with_key(
         self, owner_id: uuid.UUID, values: dict[str, Any], idem: IdempotencyRequest, show_owner: bool
