@@ -140,9 +140,12 @@ ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def get_job_service(state: StateDep) -> JobService:
-    """Job use cases on the shared pool and queue."""
-    return JobService(state.resources, state.quotas)
+async def get_job_service(request: Request) -> JobService:
+    """Job use cases on the shared pool and queue (the process's one service). Read from the request,
+    not through `StateDep`: every sub-dependency costs FastAPI a solve per request, more than this
+    lookup (as for `ApiKeyAuth`), and POST /jobs is the hot path."""
+    state: AppState = request.app.state.platform
+    return state.jobs
 
 
 JobServiceDep = Annotated[JobService, Depends(get_job_service)]
@@ -167,7 +170,6 @@ StorageDep = Annotated[Storage, Depends(get_storage)]
 
 async def idempotency_request(
     request: Request,
-    settings: SettingsDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -179,9 +181,11 @@ async def idempotency_request(
         ),
     ] = None,
 ) -> IdempotencyKey | None:
-    """The request's Idempotency-Key, if it carries one (the service fingerprints the validated body)."""
+    """The request's Idempotency-Key, if it carries one (the service fingerprints the validated body).
+    The settings are read from the request, not through `SettingsDep` (see `get_job_service`)."""
     if idempotency_key is None:
-        if settings.idempotency_required:
+        state: AppState = request.app.state.platform
+        if state.resources.settings.idempotency_required:
             raise IdempotencyKeyMissing()
         return None
     key = parse_idempotency_header(request.headers.getlist("Idempotency-Key"))

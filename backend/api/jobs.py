@@ -92,7 +92,7 @@ def submitted(outcome: Submitted) -> Response:
     headers = {"Location": outcome.location} if outcome.location else {}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
-    if isinstance(outcome.body, str):
+    if isinstance(outcome.body, bytes):
         return Response(outcome.body, outcome.status_code, headers, media_type="application/json")
     return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
 

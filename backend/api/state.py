@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from backend.adapters.ratelimit import RateLimiter
 from backend.resources import Resources
 from backend.services.auth import Authenticator
+from backend.services.jobs import JobService
 from backend.services.quotas import QuotaGuard
 from backend.services.sessions import SessionService
 from backend.services.stats import ViewCache
@@ -23,4 +24,5 @@ class AppState:
     quotas: QuotaGuard
     rate_limiter: RateLimiter
     sessions: SessionService
+    jobs: JobService  # one per process: concurrent submissions share its group commit
     stats_views: ViewCache = field(default_factory=ViewCache)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, Union
@@ -266,6 +267,48 @@ class JobPublic(BaseModel):
         if not show_owner:
             view.owner_id = None  # a fresh model of our own: no copy needed
         return view
+
+
+def new_job_view(
+    values: Mapping[str, Any],
+    stamps: Mapping[str, Any],
+    batch_id: uuid.UUID | None = None,
+    show_owner: bool = False,
+) -> dict[str, Any]:
+    """`JobPublic` of a job just inserted, as a plain dict for `pydantic_core.to_json`, straight from the
+    values it was inserted with (`new_job`'s, plus `status`, `error` and `depends_on` where given) and
+    what the database set (`repo.jobs.NEW_JOB_STAMPS`): the same keys in the same order, with values it
+    serializes exactly as the model does (a unit test holds the two equal). No record is built and no
+    model validated: for a 1,000-job batch those were a quarter of the request (measured)."""
+    return {
+        "id": values["id"],
+        "owner_id": values["owner_id"] if show_owner else None,
+        "type": values["type"],
+        "name": values["name"],
+        "payload": values["payload"],
+        # str() of a StrEnum is its value: pydantic-core serializes an enum 10x slower than a str, and
+        # `.value` is a Python-level property
+        "status": str(values.get("status", JobStatus.PENDING)),
+        "progress": 0.0,
+        "attempts": 0,
+        "max_attempts": values["max_attempts"],
+        "result": None,
+        "error": values.get("error"),
+        "result_file": None,
+        "tags": values.get("tags") or [],
+        "priority": values.get("priority", 0),
+        "concurrency_key": values.get("concurrency_key"),
+        "concurrency_limit": values.get("concurrency_limit"),
+        "schedule_id": None,
+        "webhook_url": values.get("webhook_url"),
+        "batch_id": batch_id,
+        "depends_on": values.get("depends_on") or [],
+        "created_at": stamps["created_at"],
+        "scheduled_at": stamps["scheduled_at"],
+        "started_at": None,
+        "finished_at": stamps["finished_at"],
+        "updated_at": stamps["updated_at"],
+    }
 
 
 class RunView(BaseModel):

@@ -126,6 +126,12 @@ class Delivery(NamedTuple):
         return cls(job.id, job.attempts, job.scheduled_at, job.owner_id, job.priority)
 
     @classmethod
+    def first(cls, values: Mapping[str, Any], stamps: Mapping[str, Any]) -> Delivery:
+        """The first delivery of a job just inserted with `values` (`new_job`'s), due when the database
+        said (`stamps`: `NEW_JOB_STAMPS`)."""
+        return cls(values["id"], 0, stamps["scheduled_at"], values["owner_id"], values.get("priority", 0))
+
+    @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Delivery:
         """From a row with `id, attempts, scheduled_at, owner_id, priority` (`DELIVERY_COLUMNS`)."""
         return cls(row["id"], row["attempts"], row["scheduled_at"], row["owner_id"], row["priority"])

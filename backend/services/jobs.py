@@ -6,16 +6,18 @@ import base64
 import builtins
 import json
 import uuid
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from pydantic_core import to_json
+
+from backend.core.batching import GroupCommit
 from backend.core.config import Settings
 from backend.core.ids import uuid7
 from backend.db.pool import retry_deadlocks
-from backend.domain.batches import BatchCreate, BatchCreated, BatchView, batch_location
+from backend.domain.batches import BatchCreate, BatchView, batch_location, created_json
 from backend.domain.datetimes import in_utc_range
 from backend.domain.enums import JobStatus
 from backend.domain.errors import (
@@ -37,9 +39,9 @@ from backend.domain.jobs import (
     WEBHOOK_URL_INVALID,
     BulkRequest,
     BulkResult,
-    JobPublic,
     JobSubmission,
     job_location,
+    new_job_view,
 )
 from backend.domain.lifecycle import CANCELLED_BY_REQUEST, Event, next_status, parent_ended_error, sources
 from backend.domain.records import BatchRecord, Delivery, FailureGroup, JobRecord, RunRecord
@@ -60,13 +62,13 @@ class Submitted:
     """The response to a submission, fresh or replayed."""
 
     status_code: int
-    body: dict[str, Any] | str  # a JSON object, or its text (a batch's, serialized by pydantic's core)
+    body: dict[str, Any] | bytes  # a JSON object (a replay's), or a fresh response serialized once
     location: str | None
     replayed: bool
 
     def json_body(self) -> dict[str, Any]:
         """The body as an object (for the idempotency record)."""
-        body: dict[str, Any] = json.loads(self.body) if isinstance(self.body, str) else self.body
+        body: dict[str, Any] = json.loads(self.body) if isinstance(self.body, bytes) else self.body
         return body
 
 
@@ -155,10 +157,13 @@ def resolve_parents(
     return parents
 
 
-def new_job(owner_id: uuid.UUID, body: JobSubmission, default_max_attempts: int) -> dict[str, Any]:
-    """The row values of a new job from a submission (a client's, or a schedule's at its fire)."""
+def new_job(
+    owner_id: uuid.UUID, body: JobSubmission, default_max_attempts: int, job_id: uuid.UUID | None = None
+) -> dict[str, Any]:
+    """The row values of a new job from a submission (a client's, or a schedule's at its fire), with a new
+    id unless `job_id` is given (a batch's jobs get theirs first, for `#i` references)."""
     return {
-        "id": uuid7(),
+        "id": job_id or uuid7(),
         "owner_id": owner_id,
         "type": body.type,
         "name": body.name,
@@ -192,6 +197,11 @@ class JobService:
         self.queue = resources.queue
         self.quotas = quotas
         self.jobs = JobRepository(resources.pool)
+        # Plain submissions (no Idempotency-Key, no depends_on) that arrive while others are being stored
+        # are stored together: one INSERT and one enqueue script call for the lot, so under a burst of
+        # POST /jobs each request pays a share of two round trips rather than two of its own (and the
+        # pool lends one connection, not one per request).
+        self._plain = GroupCommit(self._store_plain)
 
     async def submit(
         self,
@@ -211,16 +221,47 @@ class JobService:
             return await self._submit_with_parents(owner_id, body, idem, show_owner, traceparent)
         values = self._new_job(owner_id, body, traceparent)
         if idem is None:
-            job = await self.jobs.insert(values)  # one statement, committed on its own
-        else:
-            outcome = await self._submit_with_key(owner_id, values, idem.request(body), show_owner)
-            if isinstance(outcome, Submitted):
-                return outcome
-            job = outcome
+            stamps = await self._plain.submit(values)  # committed and enqueued with whatever came along
+            if isinstance(stamps, Exception):
+                raise stamps
+            self.quotas.accepted(owner_id)
+            return self._created(values, stamps, show_owner)
+        outcome = await self._submit_with_key(owner_id, values, idem.request(body), show_owner)
+        if isinstance(outcome, Submitted):
+            return outcome
+        stamps, created = outcome
         self.quotas.accepted(owner_id)
-        await self.queue.enqueue(Delivery.of(job))
-        view = JobPublic.of(job, show_owner).model_dump(mode="json")
-        return Submitted(201, view, job_location(job.id), replayed=False)
+        await self.queue.enqueue(Delivery.first(values, stamps))
+        return created
+
+    @staticmethod
+    def _created(values: Mapping[str, Any], stamps: Mapping[str, Any], show_owner: bool) -> Submitted:
+        view = to_json(new_job_view(values, stamps, None, show_owner))
+        return Submitted(201, view, job_location(values["id"]), replayed=False)
+
+    async def _store_plain(self, rows: Sequence[dict[str, Any]]) -> list[Mapping[str, Any] | Exception]:
+        """Insert jobs (of any owners) with one statement, then enqueue them with one script call; what
+        the database set for each row, in order. Should the statement fail for several rows, each is
+        stored alone, so that a row the database refuses fails its own request and no other."""
+        try:
+            stored: list[Mapping[str, Any] | Exception] = list(await self.jobs.insert_many(rows))
+        except Exception:
+            if len(rows) == 1:
+                raise
+            stored = [await self._store_alone(row) for row in rows]
+        deliveries = [
+            Delivery.first(row, stamps)
+            for row, stamps in zip(rows, stored, strict=True)
+            if not isinstance(stamps, Exception)
+        ]
+        await self.queue.enqueue_many(deliveries)
+        return stored
+
+    async def _store_alone(self, row: dict[str, Any]) -> Mapping[str, Any] | Exception:
+        try:
+            return (await self.jobs.insert_many([row]))[0]
+        except Exception as exc:
+            return exc
 
     async def _submit_with_parents(
         self,
@@ -232,9 +273,9 @@ class JobService:
     ) -> Submitted:
         """A job with `depends_on`: its parents are locked and read in the transaction that inserts it."""
 
-        def respond(jobs: Sequence[JobRecord]) -> Submitted:
-            view = JobPublic.of(jobs[0], show_owner).model_dump(mode="json")
-            return Submitted(201, view, job_location(jobs[0].id), replayed=False)
+        def respond(rows: Sequence[dict[str, Any]], stamps: Sequence[Mapping[str, Any]]) -> Submitted:
+            view = to_json(new_job_view(rows[0], stamps[0], None, show_owner))
+            return Submitted(201, view, job_location(rows[0]["id"]), replayed=False)
 
         outcome = await self._store(
             owner_id, [body], None, None, ("body",), respond, idem, body, traceparent=traceparent
@@ -248,7 +289,7 @@ class JobService:
         batch: tuple[uuid.UUID, str | None] | None,
         batch_ids: Sequence[uuid.UUID] | None,
         loc: tuple[str | int, ...],
-        respond: Callable[[Sequence[JobRecord]], Submitted],
+        respond: Callable[[Sequence[dict[str, Any]], Sequence[Mapping[str, Any]]], Submitted],
         idem: IdempotencyKey | None,
         request: Any,
         *,
@@ -262,16 +303,20 @@ class JobService:
             resolve_parents(
                 b.depends_on, i, ids if in_batch else None, (*self._loc(loc, i, in_batch), "depends_on")
             )
+            if b.depends_on
+            else []
             for i, b in enumerate(bodies)
         ]
+        new_ids = set(ids)
         ttl = self.settings.idempotency_ttl_hours * 3600
         async with self.pool.acquire() as conn:
             repo, keys = JobRepository(conn), IdempotencyRepository(conn)
             try:
                 async with conn.transaction():
-                    external = sorted({p for ps in parents for p in ps if p not in set(ids)})
+                    external = sorted({p for ps in parents for p in ps if p not in new_ids})
                     statuses: dict[uuid.UUID, JobStatus] = await repo.lock_parents(owner_id, external)
-                    rows, pairs = [], []
+                    rows: list[dict[str, Any]] = []
+                    pairs = []
                     for i, (body, ps) in enumerate(zip(bodies, parents, strict=True)):
                         for j, parent in enumerate(ps):
                             if parent not in statuses:
@@ -281,27 +326,33 @@ class JobService:
                                 )
                         status, error = first_status(ps, statuses)
                         statuses[ids[i]] = status
-                        values = {**self._new_job(owner_id, body, traceparent), "id": ids[i]}
-                        rows.append({**values, "status": status, "error": error, "depends_on": ps})
+                        row = self._new_job(owner_id, body, traceparent, ids[i])
+                        row.update(status=str(status), error=error, depends_on=ps)
+                        rows.append(row)
                         if status is JobStatus.BLOCKED:
                             pairs += [(ids[i], p) for p in ps]
                     batch_id = None
                     if batch is not None:
                         batch_id = await BatchRepository(conn).insert(owner_id, batch[0], batch[1], len(rows))
-                    jobs = await repo.insert_many(owner_id, batch_id, rows)
+                    stamps = await repo.insert_many(rows, batch_id)
                     await repo.insert_dependencies(pairs)
-                    outcome = respond(jobs)
+                    outcome = respond(rows, stamps)
                     if idem is not None:
                         req = idem.request(request)
                         response = StoredResponse(req.fingerprint, 201, outcome.json_body(), outcome.location)
                         if not await keys.store_first(
-                            owner_id, req.key, ttl, response, jobs[0].id if not in_batch else None
+                            owner_id, req.key, ttl, response, rows[0]["id"] if not in_batch else None
                         ):
                             raise _KeyTaken()
             except _KeyTaken:
                 return await self._replay(keys, owner_id, idem.request(request), ttl)  # type: ignore[union-attr]
-        self.quotas.accepted(owner_id, len(jobs))
-        await self.queue.enqueue_many([Delivery.of(j) for j in jobs if j.status is JobStatus.PENDING])
+        self.quotas.accepted(owner_id, len(rows))
+        runnable = [
+            Delivery.first(row, s)
+            for row, s in zip(rows, stamps, strict=True)
+            if row["status"] == JobStatus.PENDING
+        ]
+        await self.queue.enqueue_many(runnable)
         return outcome
 
     @staticmethod
@@ -311,27 +362,35 @@ class JobService:
     def _allowed(self, body: JobSubmission) -> None:
         check_allowed(self.settings, body, ("body",))
 
-    def _new_job(self, owner_id: uuid.UUID, body: JobSubmission, traceparent: str | None) -> dict[str, Any]:
-        values = new_job(owner_id, body, self.settings.default_max_attempts)
-        return {**values, "traceparent": traceparent}
+    def _new_job(
+        self,
+        owner_id: uuid.UUID,
+        body: JobSubmission,
+        traceparent: str | None,
+        job_id: uuid.UUID | None = None,
+    ) -> dict[str, Any]:
+        values = new_job(owner_id, body, self.settings.default_max_attempts, job_id)
+        values["traceparent"] = traceparent
+        return values
 
     async def _submit_with_key(
         self, owner_id: uuid.UUID, values: dict[str, Any], idem: IdempotencyRequest, show_owner: bool
-    ) -> JobRecord | Submitted:
-        """Job, key record and stored response in one transaction; the replay if the key is taken."""
+    ) -> tuple[Mapping[str, Any], Submitted] | Submitted:
+        """Job, key record and stored response in one transaction (what the database set for the job,
+        and the response); the replay if the key is taken."""
         ttl = self.settings.idempotency_ttl_hours * 3600
         async with self.pool.acquire() as conn:
             keys = IdempotencyRepository(conn)
             try:
                 async with conn.transaction():
-                    job = await JobRepository(conn).insert(values)
-                    body = JobPublic.of(job, show_owner).model_dump(mode="json")
-                    response = StoredResponse(idem.fingerprint, 201, body, job_location(job.id))
-                    if not await keys.store_first(owner_id, idem.key, ttl, response, job.id):
+                    (stamps,) = await JobRepository(conn).insert_many([values])
+                    fresh = self._created(values, stamps, show_owner)
+                    response = StoredResponse(idem.fingerprint, 201, fresh.json_body(), fresh.location)
+                    if not await keys.store_first(owner_id, idem.key, ttl, response, values["id"]):
                         raise _KeyTaken()
             except _KeyTaken:
                 return await self._replay(keys, owner_id, idem, ttl)
-        return job
+        return stamps, fresh
 
     async def _replay(
         self, keys: IdempotencyRepository, owner_id: uuid.UUID, idem: IdempotencyRequest, ttl: float
@@ -360,19 +419,9 @@ class JobService:
         batch = (uuid7(), body.name)
         ids = [uuid7() for _ in body.jobs]
 
-        def respond(jobs: Sequence[JobRecord]) -> Submitted:
-            created_at = min(j.created_at for j in jobs)
-            view = BatchCreated(
-                id=batch[0],
-                name=body.name,
-                created_at=created_at,
-                counts=dict(Counter(str(j.status) for j in jobs)),
-                done=all(j.status.is_terminal for j in jobs),
-                jobs=[JobPublic.of(j, show_owner) for j in jobs],
-            )
-            # 1,000 job views: serialized straight to text by pydantic-core (model_dump then json.dumps
-            # was a quarter of a batch request's time)
-            return Submitted(201, view.model_dump_json(), batch_location(batch[0]), replayed=False)
+        def respond(rows: Sequence[dict[str, Any]], stamps: Sequence[Mapping[str, Any]]) -> Submitted:
+            view = created_json(batch[0], body.name, rows, stamps, show_owner)
+            return Submitted(201, view, batch_location(batch[0]), replayed=False)
 
         return await self._store(
             owner_id, body.jobs, batch, ids, ("body", "jobs"), respond, idem, body, traceparent=traceparent
