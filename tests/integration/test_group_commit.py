@@ -7,14 +7,12 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 
 from backend.adapters.consumer import FETCH_LUA, FINISH_LUA
-from backend.adapters.queue import WAKE_TOKENS_MAX, Queue, connect, wake_list
+from backend.adapters.queue import WAKE_TOKENS_MAX, Queue, wake_list
 from backend.domain.lifecycle import succeeded
 from backend.domain.records import Claim, Delivery
 from backend.services.runs import UNSTORABLE, RunWriter
@@ -115,18 +113,6 @@ async def test_heartbeats_of_a_group_answer_each_run(isolated: Any) -> None:
         assert answers == [False, True, None]
         rows = await db.fetch(stack.settings, "SELECT id, progress FROM jobs WHERE id = ANY($1)", ids)
         assert {r["id"]: r["progress"] for r in rows} == {ids[0]: 0.25, ids[1]: 0.5, ids[2]: 0.0}
-
-
-@pytest.fixture
-async def queue(servers: tuple[str, str]) -> AsyncIterator[Queue]:
-    """A queue of its own on the session's Valkey (no workers: the test fetches itself)."""
-    redis = await connect(servers[1])
-    q = Queue(redis, f"arq:group-{uuid.uuid4().hex[:8]}", horizon_s=3600, lease_s=15)
-    try:
-        yield q
-    finally:
-        await redis.delete(q.name, q.delayed, q.delayed_meta, q.finish_tags, q.virtual_time, *q.wake_keys)
-        await redis.aclose()
 
 
 async def test_one_fetch_takes_several_free_deliveries_and_one_call_finishes_them(queue: Queue) -> None:

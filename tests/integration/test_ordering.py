@@ -4,28 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
-from backend.adapters.queue import PRIORITY_STEP, Queue, connect
+from backend.adapters.queue import PRIORITY_STEP, Queue
 from backend.domain.records import Delivery
 from tests.utils import db
 from tests.utils.stack import Stack, submit, wait_for
-
-
-@pytest.fixture
-async def queue(servers: tuple[str, str]) -> AsyncIterator[Queue]:
-    """A queue of its own on the session's Valkey (no workers: the test pops deliveries itself)."""
-    redis = await connect(servers[1])
-    q = Queue(redis, f"arq:order-{uuid.uuid4().hex[:8]}", horizon_s=3600, lease_s=15)
-    try:
-        yield q
-    finally:
-        await redis.delete(q.name, q.delayed, q.delayed_meta, q.finish_tags, q.virtual_time)
-        await redis.aclose()
 
 
 def jobs(owner: uuid.UUID, n: int, priority: int = 0) -> list[Delivery]:
