@@ -109,3 +109,37 @@ async def test_deliveries_queued_before_this_order_are_placed_in_it(queue: Queue
     await queue.redis.zadd(queue.name, {legacy: int(datetime.now(UTC).timestamp() * 1000) - 60_000})
     assert await queue.promote_due() == 1
     assert (await order(queue)).index(legacy.split(":")[0]) <= 1  # fair share: right behind the head
+
+
+async def test_one_call_places_a_batch_exactly_as_one_call_per_delivery(queue: Queue) -> None:
+    """The enqueue script reads the virtual time, the head and the finish tags once per call: the scores it
+    gives a batch are those that one call per delivery would give (same owners and priorities, each queue
+    its own job ids)."""
+    single = Queue(queue.redis, f"{queue.name}-single", horizon_s=3600, lease_s=15)
+    owners = [uuid.uuid4() for _ in range(3)]
+
+    def deliveries(spec: list[tuple[int, int]]) -> list[Delivery]:
+        return [Delivery(uuid.uuid4(), 0, None, owners[o], p) for o, p in spec]
+
+    head = [(0, 0)] * 5  # a head to move past
+    mixed = [(i % 3, (i * 7) % 21 - 10) for i in range(60)]
+    late = [(i % 2, -i) for i in range(10)]
+    made: list[Delivery] = []
+    r = queue.redis
+    try:
+        for spec in (head, mixed, late):
+            together, apart = deliveries(spec), deliveries(spec)
+            made += together + apart
+            await queue.enqueue_many(together)
+            for d in apart:
+                await single.enqueue_many([d])
+            if spec is mixed:  # the head is served, then more arrive
+                for q in (queue, single):
+                    await r.zremrangebyrank(q.name, 0, 9)
+        scores = [[s for _, s in await r.zrange(q.name, 0, -1, withscores=True)] for q in (queue, single)]
+        assert scores[0] == scores[1] and len(scores[0]) == 65
+        assert await r.hgetall(queue.finish_tags) == await r.hgetall(single.finish_tags)
+        assert await r.get(queue.virtual_time) == await r.get(single.virtual_time)
+    finally:
+        keys = [single.name, single.finish_tags, single.virtual_time, *single.wake_keys]
+        await r.delete(*keys, *[f"arq:job:{d.job_id}:0" for d in made])
