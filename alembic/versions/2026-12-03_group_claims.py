@@ -21,42 +21,50 @@ depends_on: str | Sequence[str] | None = None
 # NULL when a cap's lock is held by another transaction (the caller claims that job on its own, with the
 # waiting `jp_below_caps`). A transaction that waits for a cap lock thus holds at most the locks of one job,
 # taken in the fixed order (owner, key, type), exactly as a single claim: no two claims can deadlock.
+# With every lock it needs taken, `jp_below_caps` takes them again at once (they are re-entrant) and counts.
 TRY_BELOW_CAPS = """
 CREATE FUNCTION jp_try_below_caps(p_owner uuid, p_owner_cap integer, p_key text, p_key_limit integer,
                                   p_type text, p_type_cap integer) RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-    IF p_owner_cap > 0 THEN
-        IF NOT pg_try_advisory_xact_lock(1785684595, hashtext(p_owner::text)) THEN
-            RETURN NULL;
-        END IF;
-        IF (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE owner_id = p_owner AND status = 'running'
-                                  LIMIT p_owner_cap) r) >= p_owner_cap THEN
-            RETURN false;
-        END IF;
+    IF (p_owner_cap > 0 AND NOT pg_try_advisory_xact_lock(1785684595, hashtext(p_owner::text)))
+       OR (p_key IS NOT NULL
+           AND NOT pg_try_advisory_xact_lock(1785684596, hashtext(p_owner::text || '/' || p_key)))
+       OR (p_type_cap IS NOT NULL AND NOT pg_try_advisory_xact_lock(1785684597, hashtext(p_type))) THEN
+        RETURN NULL;
     END IF;
-    IF p_key IS NOT NULL THEN
-        IF NOT pg_try_advisory_xact_lock(1785684596, hashtext(p_owner::text || '/' || p_key)) THEN
-            RETURN NULL;
-        END IF;
-        IF (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE owner_id = p_owner AND concurrency_key = p_key
-                                  AND status = 'running' LIMIT p_key_limit) r) >= p_key_limit THEN
-            RETURN false;
-        END IF;
-    END IF;
-    IF p_type_cap IS NOT NULL THEN
-        IF NOT pg_try_advisory_xact_lock(1785684597, hashtext(p_type)) THEN
-            RETURN NULL;
-        END IF;
-        IF (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE type = p_type AND status = 'running'
-                                  LIMIT p_type_cap) r) >= p_type_cap THEN
-            RETURN false;
-        END IF;
-    END IF;
-    RETURN true;
+    RETURN jp_below_caps(p_owner, p_owner_cap, p_key, p_key_limit, p_type, p_type_cap);
 END
 $$
 """
+
+
+def claimed(token: str, source: str, which: str) -> str:
+    """The claim of the jobs `which` names (with `source`, the rows it joins): a query returning a
+    `jp_claim_group` row per job claimed, with its `job_runs` row inserted. The conditions beyond `which`
+    are those of the single claim (backend/repo/jobs.py, CLAIM)."""
+    return f"""
+    WITH claimed AS (
+        UPDATE jobs j SET status = 'running', attempts = j.attempts + 1, claim_token = {token},
+               worker_id = p_worker, lease_expires_at = now() + make_interval(secs => p_lease),
+               started_at = coalesce(j.started_at, now()), error = NULL, progress = 0, updated_at = now()
+        {source}
+        WHERE {which} AND j.status IN ('pending', 'retrying') AND j.scheduled_at <= now()
+              AND NOT j.cancel_requested
+        RETURNING j.id, j.claim_token, j.attempts, j.max_attempts, j.type, j.payload, j.owner_id,
+                  j.traceparent
+    ), run AS (
+        INSERT INTO job_runs (job_id, attempt, claim_token, worker_id, started_at)
+        SELECT c.id, c.attempts, c.claim_token, p_worker, clock_timestamp() FROM claimed c
+    )
+    SELECT c.id, c.claim_token, c.attempts::integer, c.max_attempts::integer, c.type::text, c.payload,
+           c.owner_id, c.traceparent::text, false FROM claimed c;"""
+
+
+# The jobs of a group that no cap applies to (claimed in one statement), and that no paused type holds.
+UNCAPPED = """j.id = q.id AND NOT EXISTS (SELECT 1 FROM paused_types p WHERE p.type = j.type)
+              AND coalesce((SELECT k.max_running FROM api_keys k WHERE k.id = j.owner_id), p_owner_cap) = 0
+              AND j.concurrency_key IS NULL AND (p_type_caps ->> j.type) IS NULL"""
 
 # Claim a group of deliveries (job ids with a fresh claim token each) for one worker: the jobs no cap
 # applies to in one UPDATE ... FROM unnest, then each capped job in id order through `jp_try_below_caps`:
@@ -64,7 +72,7 @@ $$
 # and the caps stay exact. A row per job claimed (busy = false), and per capped job whose cap lock was busy
 # (busy = true, nothing claimed: the caller claims it on its own). Jobs not claimable are left out.
 # The conditions are those of the single claim (backend/repo/jobs.py, CLAIM).
-CLAIM_GROUP = """
+CLAIM_GROUP = f"""
 CREATE FUNCTION jp_claim_group(p_ids uuid[], p_tokens uuid[], p_worker text, p_lease double precision,
                                p_owner_cap integer, p_type_caps jsonb)
 RETURNS TABLE (id uuid, claim_token uuid, attempts integer, max_attempts integer, type text,
@@ -76,25 +84,7 @@ DECLARE
     ok boolean;
     n integer;
 BEGIN
-    RETURN QUERY
-    WITH claimed AS (
-        UPDATE jobs j SET status = 'running', attempts = j.attempts + 1, claim_token = q.token,
-               worker_id = p_worker, lease_expires_at = now() + make_interval(secs => p_lease),
-               started_at = coalesce(j.started_at, now()), error = NULL, progress = 0, updated_at = now()
-        FROM unnest(p_ids, p_tokens) AS q(id, token)
-        WHERE j.id = q.id AND j.status IN ('pending', 'retrying') AND j.scheduled_at <= now()
-              AND NOT j.cancel_requested
-              AND NOT EXISTS (SELECT 1 FROM paused_types p WHERE p.type = j.type)
-              AND coalesce((SELECT k.max_running FROM api_keys k WHERE k.id = j.owner_id), p_owner_cap) = 0
-              AND j.concurrency_key IS NULL AND (p_type_caps ->> j.type) IS NULL
-        RETURNING j.id, j.claim_token, j.attempts, j.max_attempts, j.type, j.payload, j.owner_id,
-                  j.traceparent
-    ), run AS (
-        INSERT INTO job_runs (job_id, attempt, claim_token, worker_id, started_at)
-        SELECT c.id, c.attempts, c.claim_token, p_worker, clock_timestamp() FROM claimed c
-    )
-    SELECT c.id, c.claim_token, c.attempts::integer, c.max_attempts::integer, c.type::text, c.payload,
-           c.owner_id, c.traceparent::text, false FROM claimed c;
+    RETURN QUERY {claimed("q.token", "FROM unnest(p_ids, p_tokens) AS q(id, token)", UNCAPPED)}
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n = cardinality(p_ids) THEN  -- all claimed: no capped job to look for
         RETURN;
@@ -118,22 +108,7 @@ BEGIN
             RETURN QUERY SELECT r.id, r.token, NULL::integer, NULL::integer, r.type::text, NULL::jsonb,
                                 r.owner_id, NULL::text, true;
         ELSIF ok THEN
-            RETURN QUERY
-            WITH claimed AS (
-                UPDATE jobs j SET status = 'running', attempts = j.attempts + 1, claim_token = r.token,
-                       worker_id = p_worker, lease_expires_at = now() + make_interval(secs => p_lease),
-                       started_at = coalesce(j.started_at, now()), error = NULL, progress = 0,
-                       updated_at = now()
-                WHERE j.id = r.id AND j.status IN ('pending', 'retrying') AND j.scheduled_at <= now()
-                      AND NOT j.cancel_requested
-                RETURNING j.id, j.claim_token, j.attempts, j.max_attempts, j.type, j.payload, j.owner_id,
-                          j.traceparent
-            ), run AS (
-                INSERT INTO job_runs (job_id, attempt, claim_token, worker_id, started_at)
-                SELECT c.id, c.attempts, c.claim_token, p_worker, clock_timestamp() FROM claimed c
-            )
-            SELECT c.id, c.claim_token, c.attempts::integer, c.max_attempts::integer, c.type::text, c.payload,
-                   c.owner_id, c.traceparent::text, false FROM claimed c;
+            RETURN QUERY {claimed("r.token", "", "j.id = r.id")}
         END IF;
     END LOOP;
 END
