@@ -18,11 +18,20 @@ R = TypeVar("R")
 
 class GroupCommit(Generic[T, R]):
     """Runs `write(items)` for the items submitted while the previous write ran; `write` returns one
-    answer per item, in order. A failed write fails every call in it (each caller sees the exception)."""
+    answer per item, in order. A failed write fails every call in it (each caller sees the exception),
+    unless the exception is one of `split_on`: then each item is written again alone, so that only the
+    item the write refused fails (a row the database rejects must not fail the requests written with it).
+    """
 
-    def __init__(self, write: Callable[[Sequence[T]], Awaitable[Sequence[R]]], max_items: int = 1000) -> None:
+    def __init__(
+        self,
+        write: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        max_items: int = 1000,
+        split_on: tuple[type[Exception], ...] = (),
+    ) -> None:
         self._write = write
         self._max = max_items
+        self._split_on = split_on
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -37,13 +46,20 @@ class GroupCommit(Generic[T, R]):
     async def _drain(self) -> None:
         while self._waiting:
             group, self._waiting = self._waiting[: self._max], self._waiting[self._max :]
-            try:
-                answers = await self._write([item for item, _ in group])
-            except Exception as exc:  # every caller in the group gets it
-                for _, answer in group:
-                    if not answer.done():
-                        answer.set_exception(exc)
-                continue
-            for (_, answer), value in zip(group, answers, strict=True):
+            await self._write_group(group)
+
+    async def _write_group(self, group: Sequence[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            answers = await self._write([item for item, _ in group])
+        except Exception as exc:
+            if len(group) > 1 and isinstance(exc, self._split_on):
+                for one in group:
+                    await self._write_group([one])
+                return
+            for _, answer in group:  # every caller in the group gets it
                 if not answer.done():
-                    answer.set_result(value)
+                    answer.set_exception(exc)
+            return
+        for (_, answer), value in zip(group, answers, strict=True):
+            if not answer.done():
+                answer.set_result(value)

@@ -92,7 +92,7 @@ class RunWriter:
         self.repo = JobRepository(pool)
         self._claims = GroupCommit(self._claim_group)
         self._beats = GroupCommit(self._beat_group)
-        self._ends = GroupCommit(self._end_group)
+        self._ends = GroupCommit(self._end_group, split_on=UNSTORABLE)  # a refused result fails its run only
 
     async def claim(self, job_id: uuid.UUID) -> Claim | None:
         """Take the job for one run (see `JobRepository.claim`); None if it is not claimable now."""
@@ -105,10 +105,7 @@ class RunWriter:
     async def end(self, claim: Claim, end: RunEnd) -> bool:
         """Write the run's decision, fenced by its claim, then enqueue what it lets run (`requeue_after`).
         False if the claim was lost; a result the database refuses raises one of UNSTORABLE."""
-        answer = await self._ends.submit((claim.job_id, claim.token, end))
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
+        return await self._ends.submit((claim.job_id, claim.token, end))
 
     async def _claim_group(self, job_ids: Sequence[uuid.UUID]) -> list[Claim | None]:
         s = self.lease_s
@@ -125,13 +122,8 @@ class RunWriter:
         cancel = await self.repo.heartbeats(beats, self.lease_s)
         return [cancel.get(claim.token) for claim, _ in beats]
 
-    async def _end_group(self, ends: Sequence[RunEnding]) -> list[bool | Exception]:
-        try:
-            ended = await record_ends(self.pool, ends, *self.caps)
-        except UNSTORABLE as exc:  # one run's result: write each alone, so only that run fails
-            if len(ends) == 1:
-                return [exc]
-            return [answer for end in ends for answer in await self._end_group([end])]
+    async def _end_group(self, ends: Sequence[RunEnding]) -> list[bool]:
+        ended = await record_ends(self.pool, ends, *self.caps)
         await requeue_after(self.pool, self.queue, ended)
         live = {run.token for run in ended}
         return [token in live for _, token, _ in ends]

@@ -44,6 +44,26 @@ async def test_a_failed_write_fails_its_callers_only() -> None:
     assert results[4:] == [4]
 
 
+async def test_a_refused_item_fails_alone_when_the_group_splits_on_its_error() -> None:
+    writes: list[list[int]] = []
+
+    async def write(items: Sequence[int]) -> list[int]:
+        writes.append(list(items))
+        await asyncio.sleep(0)
+        if 2 in items:
+            raise ValueError("no")
+        if 9 in items:
+            raise KeyError("outage")  # not one of split_on: the whole group fails
+        return list(items)
+
+    group = GroupCommit(write, max_items=4, split_on=(ValueError,))
+    results = await asyncio.gather(*(group.submit(i) for i in range(4)), return_exceptions=True)
+    assert results[:2] == [0, 1] and isinstance(results[2], ValueError) and results[3] == 3
+    assert writes == [[0, 1, 2, 3], [0], [1], [2], [3]]
+    results = await asyncio.gather(group.submit(8), group.submit(9), return_exceptions=True)
+    assert all(isinstance(r, KeyError) for r in results)
+
+
 async def test_groups_are_bounded() -> None:
     sizes: list[int] = []
 
