@@ -14,13 +14,12 @@ from backend.api.deps import JobServiceDep
 from backend.domain.batches import BatchView
 from backend.domain.enums import JobStatus
 from backend.repo.jobs import JobFilters
-from backend.ui.deps import CheckedUserDep, UiUserDep, render
+from backend.ui.deps import CheckedUserDep, UiUserDep, page_or_first, render
 
 router = APIRouter(prefix="/ui/batches", include_in_schema=False)
 
 PAGE_SIZE = 25
 STATUSES = list(JobStatus)  # the order counts are shown in (the lifecycle's)
-STALE_CURSOR = "That page link is no longer valid; showing the first page."
 
 
 @dataclass(frozen=True)
@@ -53,11 +52,7 @@ async def batch_list(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     """The key's batches (every key's for an admin), newest first, 25 a page."""
-    message = ""
-    try:
-        views, next_cursor = await service.list_batches(user.scope, PAGE_SIZE, cursor)
-    except ValueError:
-        views, next_cursor, message = [], None, STALE_CURSOR
+    views, next_cursor, message = await page_or_first(service.list_batches(user.scope, PAGE_SIZE, cursor))
     return render(
         request,
         "batches.html",
@@ -81,11 +76,8 @@ async def batch_page(
     """One batch: its counts (live), its jobs 25 a page (live), and Cancel batch while any job can end."""
     batch = await service.batch(user.scope, batch_id)  # BatchNotFound renders the 404 page
     summary = BatchSummary(await service.batch_view(batch))
-    message = ""
-    try:
-        jobs, next_cursor = await service.list(user.scope, JobFilters(batch_id=batch.id), PAGE_SIZE, cursor)
-    except ValueError:
-        jobs, next_cursor, message = [], None, STALE_CURSOR
+    page = service.list(user.scope, JobFilters(batch_id=batch.id), PAGE_SIZE, cursor)
+    jobs, next_cursor, message = await page_or_first(page)
     return render(
         request,
         "batch.html",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qs
 
 from fastapi import Depends, HTTPException, Request
@@ -17,6 +18,7 @@ from backend.api.deps import StateDep
 from backend.domain.errors import PlatformError
 from backend.services.auth import Principal
 
+T = TypeVar("T")
 SESSION_COOKIE = "jp_session"
 LOGIN_COOKIE = "jp_login"  # a pre-session nonce: the sign-in form's CSRF token is derived from it
 MAX_FORM_FIELDS = 200
@@ -109,6 +111,19 @@ async def checked_user(user: UiUserDep, form: FormDep, state: StateDep) -> UiUse
 
 
 CheckedUserDep = Annotated[UiUser, Depends(checked_user)]
+
+
+STALE_CURSOR = "That page link is no longer valid; showing the first page."
+
+
+async def page_or_first(page: Awaitable[tuple[list[T], str | None]]) -> tuple[list[T], str | None, str]:
+    """A keyset page (rows, next cursor, ""), or, when its cursor no longer decodes (ValueError), no rows
+    and STALE_CURSOR to show above them."""
+    try:
+        rows, next_cursor = await page
+    except ValueError:
+        return [], None, STALE_CURSOR
+    return rows, next_cursor, ""
 
 
 def render(

@@ -35,7 +35,7 @@ from backend.services.stats import stats_view
 from backend.services.watch import visible_state
 from backend.services.webhooks import WebhookService
 from backend.ui.charts import Series, line_chart
-from backend.ui.deps import CheckedUserDep, FormDep, UiUser, UiUserDep, first, render
+from backend.ui.deps import CheckedUserDep, FormDep, UiUser, UiUserDep, first, page_or_first, render
 from backend.ui.forms import JobForm, job_forms, submission
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -149,10 +149,8 @@ async def job_list(
     """Jobs with filters, tags, search and pagination; live rows update over SSE."""
     filters, shown, message = _job_filters(request.query_params)
     owner_id = _owner(user, shown["owner"] == "all")
-    try:
-        jobs, next_cursor = await service.list(owner_id, filters, PAGE_SIZE, cursor)
-    except ValueError:
-        jobs, next_cursor, message = [], None, "That page link is no longer valid; showing the first page."
+    jobs, next_cursor, stale = await page_or_first(service.list(owner_id, filters, PAGE_SIZE, cursor))
+    message = stale or message
     query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
     follow = (
         [] if cursor else [*query, ("follow", "1"), *([("since", encode_cursor(jobs[0]))] if jobs else [])]
