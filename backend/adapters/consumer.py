@@ -101,6 +101,7 @@ class Consumer:
         self._finish = GroupCommit(self._finish_group)
         self._redis: ArqRedis | None = None
         self._stop_waiting: asyncio.Task[Any] | None = None
+        self._wake_key = wake_list(setup.queue_name)
 
     async def main(self) -> None:
         """Start up, run deliveries until SIGINT/SIGTERM, hand back what still runs after the grace, shut
@@ -123,7 +124,6 @@ class Consumer:
     async def _serve(self) -> None:
         stop = self._stop_waiting = asyncio.create_task(self._stopping.wait())
         stop.add_done_callback(lambda _: self._room.set())
-        wake_key = wake_list(self.setup.queue_name)
         while not self._stopping.is_set():
             free = self.setup.concurrency - len(self.tasks)
             if free <= 0:
@@ -142,12 +142,12 @@ class Consumer:
                 # Nothing more is due: sleep until a wake-up token. Right after taking work (deliveries
                 # arriving in a stream, whose enqueues push a token only every WAKE_GATE_MS), look again
                 # after that long anyway; otherwise every IDLE_POLL_S (a lost token, arq's own enqueue).
-                await self._idle(wake_key, STREAM_POLL_S if batch else IDLE_POLL_S)
+                await self._idle(STREAM_POLL_S if batch else IDLE_POLL_S)
 
-    async def _idle(self, wake_key: str, timeout_s: float) -> None:
+    async def _idle(self, timeout_s: float) -> None:
         """BLPOP a wake-up token for up to `timeout_s`, or until the stop signal."""
         assert self._redis is not None and self._stop_waiting is not None
-        pop = asyncio.ensure_future(self._redis.blpop([wake_key], timeout=timeout_s))
+        pop = asyncio.ensure_future(self._redis.blpop([self._wake_key], timeout=timeout_s))
         done, _ = await asyncio.wait({pop, self._stop_waiting}, return_when=asyncio.FIRST_COMPLETED)
         if pop not in done:
             pop.cancel()
@@ -171,7 +171,7 @@ class Consumer:
         """Up to n due deliveries, marked in progress (none if Redis failed: the next poll tries again)."""
         now_ms = int(time.time() * 1000)
         try:
-            keys = [self.setup.queue_name, wake_list(self.setup.queue_name)]
+            keys = [self.setup.queue_name, self._wake_key]
             flat = await self._fetch_script(keys=keys, args=[now_ms, n, self.in_progress_ms])
         except Exception as exc:  # Redis down: the poll delay, then again
             log.warning("fetching deliveries failed", extra={"error": type(exc).__name__})
